@@ -1,0 +1,123 @@
+"""One Mamba block (Gu & Dao, 2023, Fig. 3) with exactly the parameters of ``mamba_ssm.Mamba``.
+
+    x, z   = in_proj(h)                                   (B, L, 2 * d_inner)
+    x      = silu(causal depthwise conv1d(x))             kernel d_conv, left padding d_conv - 1
+    dt,B,C = x_proj(x)                                    dt_rank, d_state, d_state
+    delta  = softplus(dt_proj(dt))                        (B, L, d_inner), dt_proj has the bias
+    y      = selective_scan(x, delta, A = -exp(A_log), B, C) + D * x
+    out    = out_proj(y * silu(z))
+
+Parameter names, shapes and initialisation are mamba-ssm's (``mamba_simple.Mamba``), so a state
+dict moves between the two unchanged: in_proj (2*d_inner, d_model), conv1d (d_inner, 1, d_conv)
++ bias, x_proj (dt_rank + 2*d_state, d_inner), dt_proj (d_inner, dt_rank) + bias initialised to
+softplus^-1 of a log-uniform dt in [dt_min, dt_max], A_log (d_inner, d_state) = log(1..d_state),
+D (d_inner) = 1, out_proj (d_model, d_inner). Causal: output t depends on inputs <= t only.
+
+Backends: on CUDA with mamba-ssm importable, its fused kernels (``mamba_inner_fn`` when
+causal-conv1d is installed, else torch's conv and ``selective_scan_fn``); everywhere else our
+scan (``scan.py``). The path taken is logged once at INFO.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_famous.model.mamba.scan import log_once, selective_scan
+
+
+def _mamba_ssm_kernels():
+    """(selective_scan_fn, mamba_inner_fn or None) from mamba-ssm, or None if not installed."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:
+        return None
+    try:
+        import causal_conv1d  # noqa: F401  (mamba_inner_fn needs it)
+        from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
+    except Exception:
+        mamba_inner_fn = None
+    return selective_scan_fn, mamba_inner_fn
+
+
+class MambaBlock(nn.Module):
+    """``(B, L, d_model) -> (B, L, d_model)``; the signature is mamba_ssm.Mamba's."""
+
+    def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001,
+                 dt_max=0.1, dt_init="random", dt_scale=1.0, dt_init_floor=1e-4, conv_bias=True,
+                 bias=False, use_fast_path=True, layer_idx=None, device=None, dtype=None):
+        super().__init__()
+        if dt_init not in ("random", "constant"):
+            raise ValueError(f"MambaBlock: dt_init must be 'random' or 'constant', got {dt_init!r}")
+        if d_model < 1 or d_state < 1 or d_conv < 1 or expand <= 0:
+            raise ValueError("MambaBlock: d_model, d_state, d_conv and expand must be positive")
+        kw = {"device": device, "dtype": dtype}
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.use_fast_path = use_fast_path
+        self.layer_idx = layer_idx
+
+        self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias, **kw)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner,
+                                padding=d_conv - 1, bias=conv_bias, **kw)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **kw)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **kw)
+        std = self.dt_rank ** -0.5 * dt_scale
+        with torch.no_grad():
+            if dt_init == "constant":
+                nn.init.constant_(self.dt_proj.weight, std)
+            else:
+                nn.init.uniform_(self.dt_proj.weight, -std, std)
+            dt = torch.exp(torch.rand(self.d_inner, **kw) * (math.log(dt_max) - math.log(dt_min))
+                           + math.log(dt_min)).clamp(min=dt_init_floor)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        self.dt_proj.bias._no_reinit = True
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
+        self.D._no_weight_decay = True
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **kw)
+
+    def forward(self, hidden_states):
+        if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
+            raise ValueError(f"MambaBlock: expected input (batch, length, {self.d_model}), "
+                             f"got {tuple(hidden_states.shape)}")
+        kernels = _mamba_ssm_kernels() if hidden_states.is_cuda else None
+        if kernels is not None:
+            return self._forward_mamba_ssm(hidden_states, *kernels)
+        return self._forward_ours(hidden_states)
+
+    def _forward_ours(self, hidden):
+        L = hidden.shape[1]
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        x = self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2)
+        x = F.silu(x)
+        dt, Bm, Cm = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt))
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(x, delta, A, Bm, Cm) + x * self.D
+        return self.out_proj(y * F.silu(z))
+
+    def _forward_mamba_ssm(self, hidden, selective_scan_fn, mamba_inner_fn):
+        """mamba_simple.Mamba.forward without inference cache; layout (B, D, L) as its kernels want."""
+        L = hidden.shape[1]
+        xz = self.in_proj(hidden).transpose(1, 2)
+        A = -torch.exp(self.A_log.float())
+        if self.use_fast_path and mamba_inner_fn is not None:
+            log_once("mamba_inner_fn", "Mamba: running mamba-ssm's fused mamba_inner_fn on CUDA")
+            return mamba_inner_fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+                                  self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias,
+                                  A, None, None, self.D.float(), delta_bias=self.dt_proj.bias.float(),
+                                  delta_softplus=True)
+        log_once("selective_scan_fn", "Mamba: running mamba-ssm's selective_scan_fn on CUDA")
+        x, z = xz.chunk(2, dim=1)
+        x = F.silu(self.conv1d(x)[..., :L])
+        dt, Bm, Cm = self.x_proj(x.transpose(1, 2)).split(
+            [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)
+        y = selective_scan_fn(x, delta, A, Bm.transpose(1, 2).contiguous(),
+                              Cm.transpose(1, 2).contiguous(), self.D.float(), z=z,
+                              delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        return self.out_proj(y.transpose(1, 2))

@@ -1,0 +1,136 @@
+"""Our selective scan (no mamba-ssm): a C++/OpenMP kernel with a hand-written backward, compiled on
+first use, and a plain PyTorch fallback with the same maths when compilation is impossible.
+
+``selective_scan(u, delta, A, B, C)`` returns ``y_t[d] = sum_n C_t[n] h_t[d, n]`` with
+``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t`` (Mamba, Gu & Dao 2023, Eq. 2a-2b after
+zero-order-hold discretisation of A and Euler discretisation of B, as in mamba-ssm's kernel).
+Shapes: u, delta (Bt, L, D); A (D, N); B, C (Bt, L, N). The D skip and the gate are the caller's.
+
+The compiled module is cached under ``$RECBOLE_FAMOUS_CACHE`` (default ``~/.cache/recbole_famous``)
+in a folder named by a hash of the source, the torch and Python versions and the CPU's flags (the
+kernel is built with ``-march=native``), so a changed source or machine never loads a stale build.
+torch's builder holds a file lock in that folder, so two processes compiling at once wait for each
+other. Set ``RECBOLE_FAMOUS_MAMBA_SCAN=torch`` to force the fallback.
+"""
+import hashlib
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from recbole_famous.model.mamba import scan_torch
+
+logger = logging.getLogger(__name__)
+_SOURCE = Path(__file__).with_name("selective_scan_cpu.cpp")
+_ext = None
+_ext_failed = False
+_logged = set()
+
+
+def log_once(key, message, *args):
+    """Log ``message`` at INFO the first time ``key`` is seen in this process."""
+    if key not in _logged:
+        _logged.add(key)
+        logger.info(message, *args)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() + platform.machine()
+
+
+def _build_dir(source):
+    key = hashlib.sha1("|".join([source, torch.__version__, sys.version, _cpu_flags()]).encode())
+    root = Path(os.environ.get("RECBOLE_FAMOUS_CACHE", Path.home() / ".cache" / "recbole_famous"))
+    name = f"selective_scan_cpu_{key.hexdigest()[:16]}"
+    return name, root / "torch_extensions" / name
+
+
+def load_extension():
+    """The compiled kernel module, or None (logged once) when it cannot be built here."""
+    global _ext, _ext_failed
+    if _ext is not None or _ext_failed:
+        return _ext
+    if os.environ.get("RECBOLE_FAMOUS_MAMBA_SCAN", "").lower() == "torch":
+        _ext_failed = True
+        return None
+    try:
+        from torch.utils.cpp_extension import load_inline
+        try:  # the pip "ninja" package puts its binary beside the venv's python, maybe not on PATH
+            import ninja
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        except ImportError:
+            pass
+        source = _SOURCE.read_text()
+        name, build_dir = _build_dir(source)
+        build_dir.mkdir(parents=True, exist_ok=True)
+        _ext = load_inline(name=name, cpp_sources=[source], functions=["scan_fwd", "scan_bwd"],
+                           extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+                           extra_ldflags=["-fopenmp"], build_directory=str(build_dir))
+    except Exception as exc:  # any build problem: fall back, say why, once
+        _ext_failed = True
+        logger.warning("Mamba: could not compile the C++ selective scan (%s: %s); "
+                       "using the slower PyTorch scan", type(exc).__name__, str(exc).splitlines()[0]
+                       if str(exc) else "")
+    return _ext
+
+
+def _as_kernel_inputs(u, delta, A, Bm, Cm):
+    dtype = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
+    return [x.to(dtype).contiguous() for x in (u, delta, A.t(), Bm, Cm)]
+
+
+class _CppScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, Bm, Cm):
+        ins = _as_kernel_inputs(u, delta, A, Bm, Cm)
+        ctx.save_for_backward(*ins)
+        ctx.dtypes = [x.dtype for x in (u, delta, A, Bm, Cm)]
+        return _ext.scan_fwd(*ins).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, gy):
+        ins = ctx.saved_tensors
+        gu, gdelta, gAt, gB, gC = _ext.scan_bwd(*ins, gy.to(ins[0].dtype).contiguous())
+        grads = (gu, gdelta, gAt.t(), gB, gC)
+        return tuple(g.to(dt) for g, dt in zip(grads, ctx.dtypes))
+
+
+class _TorchScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, Bm, Cm):
+        ctx.save_for_backward(u, delta, A, Bm, Cm)
+        return scan_torch.scan_forward(u, delta, A, Bm, Cm)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return scan_torch.scan_backward(*ctx.saved_tensors, gy)
+
+
+def selective_scan(u, delta, A, Bm, Cm, backend=None):
+    """y (Bt, L, D); ``backend`` None picks "cpp" for CPU tensors when it compiles, else "torch"."""
+    if u.dim() != 3 or delta.shape != u.shape or A.shape[0] != u.shape[2] \
+            or Bm.shape != (*u.shape[:2], A.shape[1]) or Cm.shape != Bm.shape:
+        raise ValueError(f"selective_scan: expected u, delta (B, L, D), A (D, N), B, C (B, L, N); got "
+                         f"{tuple(u.shape)}, {tuple(delta.shape)}, {tuple(A.shape)}, "
+                         f"{tuple(Bm.shape)}, {tuple(Cm.shape)}")
+    if backend is None:
+        backend = "cpp" if u.device.type == "cpu" and load_extension() is not None else "torch"
+    if backend == "cpp":
+        if load_extension() is None:
+            raise RuntimeError("selective_scan: the C++ kernel is not available on this machine")
+        log_once("cpp", "Mamba: selective scan runs in our C++ CPU kernel")
+        return _CppScan.apply(u, delta, A, Bm, Cm)
+    if backend != "torch":
+        raise ValueError(f"selective_scan: unknown backend {backend!r} (use 'cpp' or 'torch')")
+    log_once("torch", "Mamba: selective scan runs in plain PyTorch (slow path) on %s", u.device.type)
+    return _TorchScan.apply(u, delta, A, Bm, Cm)
