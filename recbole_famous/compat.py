@@ -1,0 +1,165 @@
+"""RecBole 1.2.1 on today's stack (Python 3.11, numpy 2, pandas 3, torch >= 2.6): every fix in one place.
+
+RecBole 1.2.1 (its latest release, 2025) predates numpy 2, pandas 3 and torch's ``weights_only`` default.
+Each fix below says what breaks and why the fix is the narrowest one that works; each has a test in
+``tests/test_compat.py`` that fails without it.
+
+Fixes that are applied process-wide (``apply()``, run on ``import recbole_famous``):
+
+1. numpy aliases. RecBole's own code uses ``np.float`` / ``np.bool`` / ``np.str`` (``evaluator/metrics.py``
+   computes NDCG and Hit with them; ``data/interaction.py`` too), names numpy removed in 1.24/2.0. We restore the
+   old *aliases of Python builtins* (what numpy 1.19 had). We do NOT restore ``np.float_`` and friends: other
+   libraries test for those to detect numpy 1, so RecBole's ``Config.compatibility_settings``, which reads them,
+   is overridden in our Config subclass instead (``recbole_famous.config``).
+2. Autograd anomaly detection. ``recbole/model/sequential_recommender/sine.py`` calls
+   ``torch.autograd.set_detect_anomaly(True)`` when the package is imported, which makes every model train
+   several times slower. ``disable_import_time_anomaly_detection()`` imports that package once, under our control,
+   and restores whatever anomaly setting the process had before.
+
+Fixes that are scoped to the objects that need them (no global switch):
+
+3. pandas 3 (copy-on-write): ``df[field].fillna(..., inplace=True)`` on a column is a silent no-op, so RecBole's
+   ``Dataset._fill_nan`` leaves missing values missing, and ``_load_feat`` crashes on empty sequence cells.
+   ``SequentialDataset`` below overrides both.
+4. torch >= 2.6 loads checkpoints with ``weights_only=True``; RecBole pickles its Config into them, so
+   ``Trainer.evaluate(load_best_model=True)`` raises UnpicklingError. ``recbole_famous.trainer.Trainer`` loads its
+   own checkpoints with ``load_checkpoint`` (``weights_only=False``: a file this project wrote itself).
+5. ``Config`` reads ``sys.argv`` (pytest's flags leak into configs), looks models up with ``get_model`` (which
+   imports ``exlib_recommender`` and needs lightgbm) and ``compatibility_settings`` (see 1): overridden in
+   ``recbole_famous.config.Config``.
+6. RecBole writes ``log/`` and ``log_tensorboard/`` into the working directory: the runner sets up its own log
+   file, and ``tensorboard_in(dir)`` points the Trainer's SummaryWriter at the run's output folder.
+7. ``import recbole.quick_start`` imports ray 2.6.3, which fails on numpy 2 (``np.bool8``) and setuptools >= 81
+   (``pkg_resources``): this project never imports ``recbole.quick_start`` (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+
+import numpy as np
+
+# Old numpy aliases of Python builtins that RecBole 1.2.1's own code still uses (fix 1).
+_NUMPY_BUILTIN_ALIASES = {
+    "float": float,
+    "int": int,
+    "bool": np.bool_,
+    "complex": complex,
+    "object": object,
+    "str": str,
+    "long": int,
+    "unicode": str,
+}
+
+_applied = False
+
+
+def apply() -> None:
+    """Apply the process-wide fixes (idempotent). Cheap: imports numpy only."""
+    global _applied
+    if _applied:
+        return
+    for name, value in _NUMPY_BUILTIN_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+    _applied = True
+
+
+def disable_import_time_anomaly_detection() -> None:
+    """Import RecBole's sequential models without letting sine.py switch on anomaly detection (fix 2)."""
+    import torch
+
+    before = torch.is_anomaly_enabled()
+    importlib.import_module("recbole.model.sequential_recommender")
+    torch.autograd.set_detect_anomaly(before)
+
+
+def load_checkpoint(path, map_location=None):
+    """Load a checkpoint written by RecBole's Trainer (fix 4): it pickles the Config, so weights_only=False."""
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+@contextlib.contextmanager
+def patched(obj, name, value):
+    """Temporarily replace ``obj.name`` (used for narrowly scoped redirects, restored on exit)."""
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+def tensorboard_in(directory: str):
+    """Context in which RecBole's Trainer creates its SummaryWriter under ``directory`` (fix 6)."""
+    import os
+
+    import recbole.trainer.trainer as rb_trainer
+    from torch.utils.tensorboard import SummaryWriter
+
+    def _writer(logger):
+        return SummaryWriter(os.path.join(directory, "tensorboard"))
+
+    return patched(rb_trainer, "get_tensorboard", _writer)
+
+
+def _seq_safe_read_csv(real_read_csv):
+    """``pd.read_csv`` that turns missing cells of sequence columns into '' (what RecBole's no-op fillna meant)."""
+
+    def read_csv(*args, **kwargs):
+        df = real_read_csv(*args, **kwargs)
+        for col in df.columns:
+            if str(col).endswith("_seq"):
+                df[col] = df[col].fillna("")
+        return df
+
+    return read_csv
+
+
+def _make_sequential_dataset():
+    import pandas as pd
+    import recbole.data.dataset.dataset as rb_dataset_module
+    from recbole.data.dataset import SequentialDataset as _RBSequentialDataset
+    from recbole.utils import FeatureType
+
+    class SequentialDataset(_RBSequentialDataset):
+        """RecBole's SequentialDataset with its two pandas-3 no-ops fixed (fix 3)."""
+
+        def _load_feat(self, filepath, source):
+            # RecBole reads with pd.read_csv then calls df[field].fillna(value="", inplace=True) on sequence
+            # columns (a no-op under copy-on-write) before splitting: fill them right after reading instead.
+            shim = type("pandas_shim", (), {"read_csv": staticmethod(_seq_safe_read_csv(pd.read_csv))})
+            with patched(rb_dataset_module, "pd", shim):
+                return super()._load_feat(filepath, source)
+
+        def _fill_nan(self):
+            # Same imputation as RecBole's _fill_nan, written as assignments so that it takes effect on pandas 3.
+            for feat_name in self.feat_name_list:
+                feat = getattr(self, feat_name)
+                for field in feat:
+                    ftype = self.field2type[field]
+                    if ftype == FeatureType.TOKEN:
+                        feat[field] = feat[field].fillna(value=0)
+                    elif ftype == FeatureType.FLOAT:
+                        feat[field] = feat[field].fillna(value=feat[field].mean())
+                    else:
+                        dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                        feat[field] = feat[field].apply(
+                            lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                        )
+
+    return SequentialDataset
+
+
+_sequential_dataset_cls = None
+
+
+def sequential_dataset_class():
+    """The fixed SequentialDataset class (built on first use so that importing this module stays cheap)."""
+    global _sequential_dataset_cls
+    if _sequential_dataset_cls is None:
+        _sequential_dataset_cls = _make_sequential_dataset()
+    return _sequential_dataset_cls

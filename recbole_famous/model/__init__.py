@@ -1,0 +1,11 @@
+"""The plugin's models, found by name before RecBole's built-ins.
+
+Each model registers itself with one import line below; every RecBole model class imported here is found.
+"""
+
+from recbole_famous import compat as _compat
+
+_compat.apply()
+_compat.disable_import_time_anomaly_detection()
+
+# models: one import line each
