@@ -40,8 +40,24 @@ def parse_args(argv):
         if not arg.startswith("--") or "=" not in arg:
             parser.error(f"unrecognised argument '{arg}': settings are written --key=value")
         key, value = arg[2:].split("=", 1)
-        overrides[key] = value
+        overrides[key] = _parse_value(value)
     return args, overrides
+
+
+def _parse_value(text: str):
+    """A command-line value read as yaml (so [5,10], {a: 1}, 1e-3, true work as in a config file)."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())
+    except yaml.YAMLError:
+        return text
+
+
+def _loader():
+    from recbole_famous.config import _yaml_loader
+
+    return _yaml_loader()
 
 
 def main(argv=None) -> int:

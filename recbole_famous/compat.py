@@ -19,8 +19,9 @@ Fixes that are applied process-wide (``apply()``, run on ``import recbole_famous
 Fixes that are scoped to the objects that need them (no global switch):
 
 3. pandas 3 (copy-on-write): ``df[field].fillna(..., inplace=True)`` on a column is a silent no-op, so RecBole's
-   ``Dataset._fill_nan`` leaves missing values missing, and ``_load_feat`` crashes on empty sequence cells.
-   ``SequentialDataset`` below overrides both.
+   ``Dataset._fill_nan`` leaves missing values missing: ``SequentialDataset`` below overrides it. Not fixed:
+   token_seq / float_seq side features (RecBole's ``_remap`` and ``_load_feat`` rely on pandas-2 behaviour there
+   and fail loudly); the paper's protocol loads interactions only (user, item, timestamp).
 4. torch >= 2.6 loads checkpoints with ``weights_only=True``; RecBole pickles its Config into them, so
    ``Trainer.evaluate(load_best_model=True)`` raises UnpicklingError. ``recbole_famous.trainer.Trainer`` loads its
    own checkpoints with ``load_checkpoint`` (``weights_only=False``: a file this project wrote itself).
@@ -106,34 +107,12 @@ def tensorboard_in(directory: str):
     return patched(rb_trainer, "get_tensorboard", _writer)
 
 
-def _seq_safe_read_csv(real_read_csv):
-    """``pd.read_csv`` that turns missing cells of sequence columns into '' (what RecBole's no-op fillna meant)."""
-
-    def read_csv(*args, **kwargs):
-        df = real_read_csv(*args, **kwargs)
-        for col in df.columns:
-            if str(col).endswith("_seq"):
-                df[col] = df[col].fillna("")
-        return df
-
-    return read_csv
-
-
 def _make_sequential_dataset():
-    import pandas as pd
-    import recbole.data.dataset.dataset as rb_dataset_module
     from recbole.data.dataset import SequentialDataset as _RBSequentialDataset
     from recbole.utils import FeatureType
 
     class SequentialDataset(_RBSequentialDataset):
-        """RecBole's SequentialDataset with its two pandas-3 no-ops fixed (fix 3)."""
-
-        def _load_feat(self, filepath, source):
-            # RecBole reads with pd.read_csv then calls df[field].fillna(value="", inplace=True) on sequence
-            # columns (a no-op under copy-on-write) before splitting: fill them right after reading instead.
-            shim = type("pandas_shim", (), {"read_csv": staticmethod(_seq_safe_read_csv(pd.read_csv))})
-            with patched(rb_dataset_module, "pd", shim):
-                return super()._load_feat(filepath, source)
+        """RecBole's SequentialDataset with its pandas-3 missing-value imputation fixed (fix 3)."""
 
         def _fill_nan(self):
             # Same imputation as RecBole's _fill_nan, written as assignments so that it takes effect on pandas 3.

@@ -55,9 +55,9 @@ def plugin_model_names() -> list[str]:
     return sorted(plugin_models())
 
 
-def recbole_model_names() -> list[str]:
+def recbole_model_names(modules=_RECBOLE_MODEL_MODULES) -> list[str]:
     names = set()
-    for module_name in _RECBOLE_MODEL_MODULES:
+    for module_name in modules:
         module = importlib.import_module(module_name)
         names.update(n for n in dir(module) if isinstance(getattr(module, n), type) and n[0].isupper())
     return sorted(names)
@@ -76,7 +76,8 @@ def find_model(name: str):
             return cls
     raise UsageError(
         f"unknown model '{name}'. Plugin models: {', '.join(plugin_model_names())}; "
-        f"RecBole models include: {', '.join(recbole_model_names()[:40])}, ..."
+        f"RecBole sequential models: {', '.join(recbole_model_names(_RECBOLE_MODEL_MODULES[:1]))} "
+        "(RecBole's general, context-aware and knowledge-aware models work too)"
     )
 
 
