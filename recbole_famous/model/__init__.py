@@ -9,3 +9,4 @@ _compat.apply()
 _compat.disable_import_time_anomaly_detection()
 
 # models: one import line each
+from recbole_famous.model.famousrec import FamouSRec  # noqa: E402,F401

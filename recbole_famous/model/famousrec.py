@@ -1,0 +1,218 @@
+"""FamouSRec: Frequency-Augmented Mixture-of-Heterogeneous-Experts for sequential recommendation (WWW 2025).
+
+The model, top to bottom (equations of the paper; restated in ``docs/FAMOUSREC_SPEC.md``):
+
+1. **Padding.** RecBole right pads (``[i1..it, 0..0]``). We convert to left padding once, at the
+   input (``padding.right_to_left_pad``), so that the Fourier filters, every expert and the read-out
+   all see the most recent item at the last position n-1, whatever the length: the spectrum of a
+   history no longer shifts with its length, the read-out is always position n-1 (Eq. 7, "the
+   n-th (last) position"), and anything after the last real item in RecBole's row is dropped.
+   Padded positions are set to zero before each router, so each FFT sees a zero-padded signal.
+2. **Embedding** (Eq. 1): ``E_u = Dropout(LayerNorm(E + P))``, item embeddings shared with the
+   prediction layer, learnable positions (position n-1 = most recent item).
+3. **L MoE layers** (``mixture.MoELayer``): frequency-augmented router (Eqs. 2-6, ``router.py``),
+   heterogeneous experts (``experts.py``), top-k mixture (Eqs. 7-9). Between two layers (the paper
+   is silent) ``inter_layer: residual`` gives ``H <- LayerNorm(H + Dropout(F))``, ``none`` gives
+   ``H <- F``. The last layer computes only position n-1 (all the losses and the prediction need).
+4. **Prediction** (Eqs. 10, 15): ``softmax(f · e_i / τ)`` over all items, cross entropy ``L_rec``.
+5. **Auxiliary losses** (``losses.py``), on the last layer: ``L_spe`` (Eqs. 11-13), ``L_al`` (Eq. 14),
+   ``L_bal`` (Eq. 16, averaged over layers). ``calculate_loss`` returns
+   ``(L_rec, λ·L_spe, μ·L_al, γ·L_bal)`` (Eq. 17) so that RecBole's trainer logs each part.
+
+Training activates every expert (``train_top_k`` defaults to K, the paper's setting); inference
+uses ``eval_top_k`` (default 1) with real sparse dispatch: each user is encoded only by its chosen
+expert(s). ``force_expert`` (an index or a kind name in ``experts``) serves every user with one
+expert at inference (paper Table 5). ``expert_usage_share()`` reports which expert served which
+share of users since the last ``reset_expert_usage()``.
+
+Every knob is a key of ``props/model/FamouSRec.yaml``; the defaults below match that file.
+"""
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from torch import nn
+
+from recbole_famous.errors import UsageError
+from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams, MambaExpert
+from recbole_famous.model.losses import alignment_loss, load_balance_loss, specialization_loss
+from recbole_famous.model.mixture import MoELayer
+from recbole_famous.model.padding import right_to_left_pad
+
+DEFAULTS = {
+    "experts": ["attention", "gru", "mamba", "mlp"], "n_layers": 1,
+    "hidden_size": 64, "inner_size": 256, "n_heads": 2, "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5,
+    "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02,
+    "d_state": 32, "d_conv": 4, "expand": 2,
+    "train_top_k": None, "eval_top_k": 1, "temperature": 1.0,
+    "lambda_spe": 0.1, "mu_align": 0.1, "gamma_balance": 0.1,
+    "use_router": True, "frequency_learning": True, "force_expert": None,
+    "gate_summary": "last", "gate_hidden_size": 0, "filter_init": "fmlp", "inter_layer": "residual",
+    "align_stop_grad": True, "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
+}
+
+
+def _get(config, key):
+    try:
+        value = config[key]
+    except KeyError:
+        value = None
+    return DEFAULTS[key] if value is None else value
+
+
+class FamouSRec(SequentialRecommender):
+    """FamouSRec on RecBole's sequential protocol; see the module docstring for the equations."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        c = {key: _get(config, key) for key in DEFAULTS}
+        self._check(c)
+        self.kinds = list(c["experts"])
+        self.n_experts, self.n_layers = len(self.kinds), int(c["n_layers"])
+        self.train_top_k = int(c["train_top_k"] or self.n_experts)
+        self.eval_top_k = int(c["eval_top_k"])
+        self.temperature = float(c["temperature"])
+        self.lambda_spe, self.mu_align = float(c["lambda_spe"]), float(c["mu_align"])
+        self.gamma_balance = float(c["gamma_balance"])
+        self.use_router = bool(c["use_router"])
+        self.force_expert = self._expert_index(c["force_expert"])
+        self.inter_layer, self.align_stop_grad = c["inter_layer"], bool(c["align_stop_grad"])
+        self.spe_chunk_size, self.spe_epsilon = int(c["spe_chunk_size"]), float(c["spe_epsilon"])
+        self.initializer_range = float(c["initializer_range"])
+        d = self.hidden_size = int(c["hidden_size"])
+        params = ExpertParams(d, int(c["inner_size"]), int(c["n_heads"]), float(c["hidden_dropout_prob"]),
+                              float(c["attn_dropout_prob"]), c["hidden_act"], float(c["layer_norm_eps"]),
+                              int(c["d_state"]), int(c["d_conv"]), int(c["expand"]))
+
+        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.max_seq_length, d)
+        self.emb_norm = nn.LayerNorm(d, eps=params.layer_norm_eps)
+        self.dropout = nn.Dropout(params.hidden_dropout_prob)
+        self.layers = nn.ModuleList(
+            MoELayer(self.kinds, params, self.max_seq_length, use_router=self.use_router,
+                     frequency_learning=bool(c["frequency_learning"]), gate_summary=c["gate_summary"],
+                     gate_hidden_size=int(c["gate_hidden_size"]), filter_init=c["filter_init"])
+            for _ in range(self.n_layers))
+        n_between = self.n_layers - 1 if self.inter_layer == "residual" else 0
+        self.between_norms = nn.ModuleList(nn.LayerNorm(d, eps=params.layer_norm_eps) for _ in range(n_between))
+        self.register_buffer("expert_usage", torch.zeros(self.n_layers, self.n_experts), persistent=False)
+        self._init_weights()
+
+    # ---- configuration -------------------------------------------------------------------------
+    def _check(self, c):
+        kinds = c["experts"]
+        if isinstance(kinds, str) or not kinds:
+            raise UsageError(f"FamouSRec: 'experts' must be a non-empty list of {list(EXPERT_KINDS)}, got {kinds!r}")
+        unknown = [k for k in kinds if k not in EXPERT_KINDS]
+        if unknown:
+            raise UsageError(f"FamouSRec: unknown expert kind(s) {unknown}; known: {list(EXPERT_KINDS)}")
+        n = len(kinds)
+        for key in ("train_top_k", "eval_top_k"):
+            if c[key] is not None and not 1 <= int(c[key]) <= n:
+                raise UsageError(f"FamouSRec: {key} must be between 1 and {n} (the number of experts), got {c[key]}")
+        if int(c["n_layers"]) < 1:
+            raise UsageError(f"FamouSRec: n_layers must be >= 1, got {c['n_layers']}")
+        if c["inter_layer"] not in ("residual", "none"):
+            raise UsageError(f"FamouSRec: inter_layer must be 'residual' or 'none', got {c['inter_layer']!r}")
+        if c["gate_summary"] not in ("last", "mean"):
+            raise UsageError(f"FamouSRec: gate_summary must be 'last' or 'mean', got {c['gate_summary']!r}")
+        if c["filter_init"] not in ("fmlp", "ones"):
+            raise UsageError(f"FamouSRec: filter_init must be 'fmlp' or 'ones', got {c['filter_init']!r}")
+        if c["loss_type"] != "CE":
+            raise UsageError(f"FamouSRec: only loss_type CE is supported (Eq. 15), got {c['loss_type']!r}")
+        if float(c["temperature"]) <= 0:
+            raise UsageError(f"FamouSRec: temperature must be > 0, got {c['temperature']}")
+
+    def _expert_index(self, value):
+        if value is None:
+            return None
+        if isinstance(value, str) and not value.lstrip("-").isdigit():
+            if value not in self.kinds:
+                raise UsageError(f"FamouSRec: force_expert {value!r} is not in experts {self.kinds}")
+            return self.kinds.index(value)
+        index = int(value)
+        if not 0 <= index < len(self.kinds):
+            raise UsageError(f"FamouSRec: force_expert index {index} out of range for {len(self.kinds)} experts")
+        return index
+
+    def _init_weights(self):
+        """SASRec's init (normal(0, initializer_range), LayerNorm 1/0), GRU4Rec's xavier for GRUs.
+        The Mamba blocks keep their own initialisation (its dt/A parameters must not be reset)."""
+        skip = {id(m) for layer in self.layers for e in layer.experts if isinstance(e, MambaExpert)
+                for m in e.mixer.modules()}
+        for module in self.modules():
+            if id(module) in skip:
+                continue
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.weight.data.normal_(0.0, self.initializer_range)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    module.bias.data.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.data.fill_(1.0)
+                module.bias.data.zero_()
+            elif isinstance(module, nn.GRU):
+                nn.init.xavier_uniform_(module.weight_hh_l0)
+                nn.init.xavier_uniform_(module.weight_ih_l0)
+
+    # ---- encoder -------------------------------------------------------------------------------
+    def encode(self, item_seq, item_seq_len, need_pairs=False):
+        """Left pad, embed (Eq. 1), run the MoE layers; returns the last layer's ``MoEOutput`` and
+        every layer's gate logits. ``hidden`` of the output is f (B, d), Eq. 7 at position n-1."""
+        seq = right_to_left_pad(item_seq, item_seq_len)
+        n = seq.size(1)
+        pos = torch.arange(n, device=seq.device)
+        mask = pos.unsqueeze(0) >= (n - item_seq_len.to(seq.device).long().clamp(0, n)).unsqueeze(1)
+        keep = mask.unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        h = self.dropout(self.emb_norm(self.item_embedding(seq) + self.position_embedding(pos).unsqueeze(0)))
+        gates = []
+        top_k = self.train_top_k if self.training else self.eval_top_k
+        force = None if self.training else self.force_expert
+        for index, layer in enumerate(self.layers):
+            last = index == self.n_layers - 1
+            out = layer(h * keep, mask, top_k=top_k, last_only=last, need_pairs=need_pairs and last,
+                        force_expert=force)
+            gates.append(out.gate_logits)
+            if out.chosen is not None:
+                self.expert_usage[index] += torch.bincount(out.chosen, minlength=self.n_experts).to(
+                    self.expert_usage.dtype)
+            if not last:
+                h = self.between_norms[index](h + self.dropout(out.hidden)) if self.inter_layer == "residual" \
+                    else out.hidden
+        return out, gates
+
+    def forward(self, item_seq, item_seq_len):
+        return self.encode(item_seq, item_seq_len)[0].hidden
+
+    # ---- RecBole interface ---------------------------------------------------------------------
+    def calculate_loss(self, interaction):
+        """``(L_rec, λ·L_spe, μ·L_al, γ·L_bal)`` (Eq. 17): RecBole sums the tuple and logs each part."""
+        need_pairs = self.lambda_spe > 0 and self.n_experts > 1
+        out, gates = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], need_pairs)
+        f, items = out.hidden, self.item_embedding.weight
+        l_rec = F.cross_entropy(f @ items.t() / self.temperature, interaction[self.POS_ITEM_ID])
+        zero = f.new_zeros(())
+        l_spe = self.lambda_spe * specialization_loss(out.pairs, items, self.spe_chunk_size, self.spe_epsilon) \
+            if need_pairs else zero
+        l_al = self.mu_align * alignment_loss(out.own, f, self.temperature, self.align_stop_grad) \
+            if self.mu_align > 0 and out.own is not None else zero
+        real_gates = [g for g in gates if g is not None]
+        l_bal = self.gamma_balance * torch.stack([load_balance_loss(g) for g in real_gates]).mean() \
+            if self.gamma_balance > 0 and real_gates else zero
+        return l_rec, l_spe, l_al, l_bal
+
+    def predict(self, interaction):
+        f = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (f * self.item_embedding(interaction[self.ITEM_ID])).sum(-1) / self.temperature
+
+    def full_sort_predict(self, interaction):
+        f = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return f @ self.item_embedding.weight.t() / self.temperature
+
+    # ---- analysis ------------------------------------------------------------------------------
+    def reset_expert_usage(self):
+        self.expert_usage.zero_()
+
+    def expert_usage_share(self):
+        """Per layer, the share of users whose top-1 expert was each kind, since the last reset."""
+        total = self.expert_usage.sum(1, keepdim=True).clamp(min=1)
+        shares = (self.expert_usage / total).tolist()
+        return [{f"{j}:{kind}": s for j, (kind, s) in enumerate(zip(self.kinds, row))} for row in shares]

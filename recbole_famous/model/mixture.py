@@ -1,0 +1,127 @@
+"""Sparsely-gated mixture of heterogeneous experts: one FamouSRec MoE layer (paper Section 3.2.3, Eqs. 7-9).
+
+* Eq. 9: ``Top-k(g, k)_j = g_j`` if ``g_j`` is among the k largest gate logits, else ``-inf``.
+* Eq. 8: ``g' = softmax(Top-k(g, k))``: zero weight outside the top k.
+* Eq. 7: ``F = Σ_j g'_j M_j(x_j)``, expert j encoding its own frequency component x_j.
+
+Two ways to compute Eq. 7, same numbers (tested):
+
+* **dense** (training, where the paper activates all experts, and any ``k = K``): every expert
+  encodes its component for every user, then the weighted sum. Training needs every
+  ``M_j(x_j)`` anyway for the alignment loss (Eq. 14), and, with ``need_pairs``, every
+  ``M_k(x_j)`` for the expert-frequency loss (Eq. 11): each expert then encodes the K components
+  of the batch in one call, a (B·K)-row batch.
+* **sparse dispatch** (inference with ``k < K``, or ``force_expert``): the users whose top k holds
+  expert j are gathered (``index_select``), expert j encodes only them, and its weighted output is
+  scattered back (``index_add_``). With ``k = 1`` every user is encoded by exactly one expert.
+"""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from recbole_famous.model.experts import ExpertParams, build_expert
+from recbole_famous.model.router import FrequencyRouter
+
+
+def top_k_gates(logits: torch.Tensor, k: int):
+    """Eqs. 8-9. Returns ``(weights, idx, idx_weights)``: (B, K) dense weights, zero outside the top k;
+    (B, k) chosen experts (best first); (B, k) their weights."""
+    top_val, top_idx = logits.topk(k, dim=-1)
+    top_w = torch.softmax(top_val, dim=-1)
+    weights = torch.zeros_like(logits).scatter(-1, top_idx, top_w)
+    return weights, top_idx, top_w
+
+
+def dense_mix(outputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 7 with every expert computed: outputs (B, K, ...), weights (B, K) -> (B, ...)."""
+    w = weights.view(*weights.shape, *([1] * (outputs.dim() - 2)))
+    return (outputs * w).sum(1)
+
+
+def sparse_dispatch(run, comps: torch.Tensor, mask: torch.Tensor, top_idx: torch.Tensor,
+                    top_w: torch.Tensor) -> torch.Tensor:
+    """Eq. 7 computing only the chosen experts.
+
+    ``run(j, x, m)`` encodes components ``x`` (b_j, n, d) with expert j; ``comps`` (B, K, n, d);
+    ``top_idx``/``top_w`` (B, k). Returns (B, ...) = Σ over each user's chosen j of ``w · M_j(x_j)``.
+    """
+    out = None
+    for j in range(comps.size(1)):
+        hit = top_idx == j  # (B, k)
+        users = hit.any(dim=1).nonzero().squeeze(1)
+        if users.numel() == 0:
+            continue
+        y = run(j, comps[:, j].index_select(0, users), mask.index_select(0, users))
+        if top_idx.size(1) > 1:  # with k = 1 the weight is exactly 1
+            w = (top_w * hit).sum(1).index_select(0, users)
+            y = y * w.view(-1, *([1] * (y.dim() - 1)))
+        if out is None:
+            out = y.new_zeros((comps.size(0),) + tuple(y.shape[1:]))
+        out.index_add_(0, users, y)
+    return out
+
+
+@dataclass
+class MoEOutput:
+    hidden: torch.Tensor  # F (B, n, d), or (B, d) at the last position when last_only
+    gate_logits: Optional[torch.Tensor]  # g (B, K); None when the router is off
+    own: Optional[torch.Tensor] = None  # M_j(x_j) for every j (B, K, [n,] d): dense path only
+    pairs: Optional[torch.Tensor] = None  # M_k(x_j) at the last position (B, K_j, K_k, d): need_pairs only
+    chosen: Optional[torch.Tensor] = None  # top-1 expert per user (B,): inference only
+
+
+class MoELayer(nn.Module):
+    """Router (Eqs. 2-6) + K experts (one per entry of ``kinds``) + top-k mixture (Eqs. 7-9).
+
+    ``use_router=False`` is the paper's "w/o router" ablation: no gate, the experts' outputs on
+    their components are averaged (all K run, at inference too). ``force_expert`` (inference only)
+    serves every user with that expert, as in the paper's Table 5.
+    """
+
+    def __init__(self, kinds: List[str], params: ExpertParams, max_len: int, *, use_router: bool = True,
+                 frequency_learning: bool = True, gate_summary: str = "last", gate_hidden_size: int = 0,
+                 filter_init: str = "fmlp"):
+        super().__init__()
+        self.kinds = list(kinds)
+        self.n_experts = len(self.kinds)
+        self.use_router = use_router
+        self.router = FrequencyRouter(self.n_experts, max_len, params.hidden_size, with_gate=use_router,
+                                      frequency_learning=frequency_learning, gate_summary=gate_summary,
+                                      gate_hidden_size=gate_hidden_size, filter_init=filter_init)
+        self.experts = nn.ModuleList(build_expert(kind, params) for kind in self.kinds)
+
+    def _run(self, j, x, m, last_only):
+        expert = self.experts[j]
+        return expert.forward_last(x, m) if last_only else expert(x, m)
+
+    def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: bool = False,
+                force_expert: Optional[int] = None) -> MoEOutput:
+        comps = self.router.components(h)  # (B, K, n, d)
+        logits = self.router.gate_logits(comps, mask) if self.use_router else None
+        b, k_all = comps.shape[:2]
+        sparse = not self.training and (force_expert is not None or (self.use_router and top_k < k_all))
+        if sparse:
+            if force_expert is not None:
+                top_idx = torch.full((b, 1), force_expert, dtype=torch.long, device=h.device)
+                top_w = torch.ones(b, 1, dtype=h.dtype, device=h.device)
+            else:
+                _, top_idx, top_w = top_k_gates(logits, top_k)
+            hidden = sparse_dispatch(lambda j, x, m: self._run(j, x, m, last_only), comps, mask, top_idx, top_w)
+            return MoEOutput(hidden, logits, chosen=top_idx[:, 0])
+        pairs = None
+        if need_pairs and last_only:
+            flat = comps.reshape(b * k_all, *comps.shape[2:])  # row u*K + j = component j of user u
+            flat_mask = mask.repeat_interleave(k_all, dim=0)
+            pairs = torch.stack([e.forward_last(flat, flat_mask).view(b, k_all, -1) for e in self.experts], dim=2)
+            own = pairs.diagonal(dim1=1, dim2=2).permute(0, 2, 1)  # (B, K, d): M_j(x_j)
+        else:
+            own = torch.stack([self._run(j, comps[:, j], mask, last_only) for j in range(k_all)], dim=1)
+        if self.use_router:
+            weights, top_idx, _ = top_k_gates(logits, top_k)
+        else:
+            weights = torch.full((b, k_all), 1.0 / k_all, dtype=own.dtype, device=own.device)
+            top_idx = None
+        chosen = None if self.training or top_idx is None else top_idx[:, 0]
+        return MoEOutput(dense_mix(own, weights), logits, own=own, pairs=pairs, chosen=chosen)

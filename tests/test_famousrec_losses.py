@@ -1,0 +1,157 @@
+"""FamouSRec's auxiliary losses against hand computations, edge cases, and L_spe's memory bound."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import recbole_famous  # noqa: F401
+from recbole_famous.model.losses import alignment_loss, load_balance_loss, specialization_loss
+
+
+def spe_reference(pairs, items, eps=1e-6):
+    """L_spe pair by pair with F.kl_div, holding everything (spec §5)."""
+    b, k = pairs.shape[:2]
+    logp = torch.log_softmax(pairs @ items.t(), dim=-1)
+
+    def kl(a, c):  # KL(p_a || p_c), summed over items, averaged over users
+        return F.kl_div(c, a, log_target=True, reduction="sum") / b
+
+    numer = [kl(logp[:, i, i], logp[:, j, j]) for i in range(k) for j in range(k) if i != j]
+    denom = [kl(logp[:, kk, kk], logp[:, j, kk]) for kk in range(k) for j in range(k) if j != kk]
+    return torch.stack(numer).mean() / (torch.stack(denom).mean() + eps)
+
+
+def test_load_balance_hand_computation():
+    g = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])  # softmax rows (1/4, 3/4), (1/2, 1/2)
+    assert load_balance_loss(g).item() == pytest.approx((0.375 - 0.5) ** 2 + (0.625 - 0.5) ** 2, abs=1e-7)
+
+
+def test_load_balance_zero_for_uniform_gates():
+    assert load_balance_loss(torch.zeros(7, 4)).item() == 0.0
+    # uniform on average (not per user) is also zero
+    g = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
+    assert load_balance_loss(g).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_alignment_hand_computation():
+    own = torch.tensor([[[1.0]], [[2.0]]])  # B=2, K=1, d=1
+    f = torch.tensor([[1.0], [-1.0]])
+    want = (-math.log(math.exp(1) / (math.exp(1) + math.exp(-1)))
+            - math.log(math.exp(-2) / (math.exp(2) + math.exp(-2)))) / 2
+    assert alignment_loss(own, f, temperature=1.0).item() == pytest.approx(want, rel=1e-6)
+    # temperature divides the logits
+    want_t = (-math.log(math.exp(2) / (math.exp(2) + math.exp(-2)))
+              - math.log(math.exp(-4) / (math.exp(4) + math.exp(-4)))) / 2
+    assert alignment_loss(own, f, temperature=0.5).item() == pytest.approx(want_t, rel=1e-6)
+
+
+def test_alignment_stop_grad_leaves_f_without_gradient():
+    own = torch.randn(4, 3, 5, requires_grad=True)
+    f = torch.randn(4, 5, requires_grad=True)
+    alignment_loss(own, f, 1.0, stop_grad=True).backward()
+    assert f.grad is None and own.grad.abs().sum() > 0
+    alignment_loss(own, f, 1.0, stop_grad=False).backward()
+    assert f.grad.abs().sum() > 0
+
+
+def test_specialization_hand_computation():
+    # K=2, B=1, |I|=2, d=1; item vectors 0 and 1 so p = softmax([0, z]) for z = M_k(x_j)
+    z = {(0, 0): 0.5, (0, 1): -1.0, (1, 0): 2.0, (1, 1): 1.5}  # (j, k) -> scalar representation
+    pairs = torch.tensor([[[[z[0, 0]], [z[0, 1]]], [[z[1, 0]], [z[1, 1]]]]])  # (1, 2, 2, 1)
+    items = torch.tensor([[0.0], [1.0]])
+
+    def p(j, k):
+        e = math.exp(z[j, k])
+        return [1 / (1 + e), e / (1 + e)]
+
+    def kl(a, b):
+        return sum(x * math.log(x / y) for x, y in zip(a, b))
+
+    numer = (kl(p(0, 0), p(1, 1)) + kl(p(1, 1), p(0, 0))) / 2
+    denom = (kl(p(0, 0), p(1, 0)) + kl(p(1, 1), p(0, 1))) / 2  # expert k on x_k vs expert k on x_j
+    want = numer / (denom + 1e-6)
+    assert specialization_loss(pairs, items).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_specialization_chunked_equals_reference_with_gradients():
+    torch.manual_seed(0)
+    pairs = torch.randn(7, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(11, 4, dtype=torch.float64, requires_grad=True)
+    ref = spe_reference(pairs, items)
+    g_ref = torch.autograd.grad(ref, (pairs, items))
+    for chunk in (1, 3, 7, 100):
+        got = specialization_loss(pairs, items, chunk_size=chunk)
+        g_got = torch.autograd.grad(got, (pairs, items))
+        assert got.item() == pytest.approx(ref.item(), rel=1e-10)
+        for a, b in zip(g_got, g_ref):
+            assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_specialization_single_expert_is_zero():
+    assert specialization_loss(torch.randn(3, 1, 1, 4), torch.randn(5, 4)).item() == 0.0
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_losses_finite_for_batch_of_one_and_identical_inputs(batch):
+    torch.manual_seed(1)
+    # identical representations everywhere (e.g. a history of one repeated item): KLs are 0
+    same = torch.randn(1, 1, 1, 8).expand(batch, 3, 3, 8).clone().requires_grad_()
+    items = torch.randn(20, 8, requires_grad=True)
+    spe = specialization_loss(same, items)
+    spe.backward()
+    assert torch.isfinite(spe) and torch.isfinite(same.grad).all() and torch.isfinite(items.grad).all()
+    own = torch.randn(1, 3, 8).expand(batch, 3, 8).clone().requires_grad_()
+    f = own[:, 0].detach().clone().requires_grad_()
+    al = alignment_loss(own, f, 1.0)
+    al.backward()
+    assert torch.isfinite(al) and torch.isfinite(own.grad).all()
+    if batch == 1:
+        assert al.item() == pytest.approx(0.0, abs=1e-7)  # one user: the positive is the only candidate
+
+
+MEMORY_SCRIPT = r"""
+import json, resource, sys, torch
+sys.path.insert(0, {root!r})
+from recbole_famous.model.losses import specialization_loss
+torch.set_num_threads(1)
+B, K, I, d, chunk = {B}, {K}, {I}, {d}, {chunk}
+torch.manual_seed(0)
+pairs = torch.randn(B, K, K, d, requires_grad=True)
+items = torch.randn(I, d, requires_grad=True)
+specialization_loss(pairs[:2], items[:50], chunk_size=1).backward()  # warm up kernels
+def rss_kb():
+    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() // 1024
+before = rss_kb()
+loss = specialization_loss(pairs, items, chunk_size=chunk)
+loss.backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB, process-wide peak
+print(json.dumps({{"peak_over_start_mb": (peak - before) / 1024, "loss": loss.item()}}))
+"""
+
+
+def _peak_mb(chunk, B=256, K=4, I=4000, d=16):
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = MEMORY_SCRIPT.format(root=root, B=B, K=K, I=I, d=d, chunk=chunk)
+    # A fixed mmap threshold makes glibc return every freed large block at once, so the process's
+    # peak resident size tracks the tensors alive at once rather than the allocator's caching.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_specialization_peak_memory_is_bounded_by_the_chunk():
+    """K² x B x |I| float32 = 4*4*256*4000*4 B = 62.5 MB. Chunks of 8 users (2 MB of log-probabilities
+    each) must peak well below that, forward and backward; one chunk of all users (the unchunked
+    computation) must exceed it, so the probe can tell."""
+    full_mb = 4 * 4 * 256 * 4000 * 4 / 2 ** 20
+    chunked = _peak_mb(chunk=8)
+    whole = _peak_mb(chunk=256)
+    assert chunked["loss"] == pytest.approx(whole["loss"], rel=1e-4)
+    assert whole["peak_over_start_mb"] > full_mb, whole
+    assert chunked["peak_over_start_mb"] < full_mb / 3, chunked

@@ -1,0 +1,148 @@
+"""FamouSRec as a RecBole model: shapes, padding, gradients, sparse inference, config errors, yaml."""
+import os
+
+import pytest
+import torch
+import yaml
+
+from famousrec_fakes import make_batch, make_model
+from recbole_famous.errors import UsageError
+from recbole_famous.model.famousrec import DEFAULTS
+
+FAST = ["attention", "gru", "mlp"]  # the mamba expert is covered by the tests that name it
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("experts", [["attention", "gru", "mamba", "mlp"], ["mlp", "mlp"], ["attention"]])
+def test_shapes_per_layer_count_and_expert_mix(n_layers, experts):
+    torch.manual_seed(0)
+    model = make_model(experts=experts, n_layers=n_layers)
+    batch = make_batch()
+    losses = model.calculate_loss(batch)
+    assert len(losses) == 4 and all(t.shape == () and torch.isfinite(t) for t in losses)
+    model.eval()
+    with torch.no_grad():
+        assert model.full_sort_predict(batch).shape == (5, 30)
+        assert model.predict(batch).shape == (5,)
+        assert model.forward(batch["item_id_list"], batch["item_length"]).dtype == torch.float32
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_prediction_ignores_anything_after_the_last_real_item(n_layers):
+    torch.manual_seed(0)
+    model = make_model(experts=FAST, n_layers=n_layers).eval()
+    batch = make_batch(lengths=[8, 3, 1, 5])
+    dirty = dict(batch)
+    seq = batch["item_id_list"].clone()
+    pad = torch.arange(8)[None] >= batch["item_length"][:, None]
+    seq[pad] = 7  # garbage where RecBole writes padding zeros
+    dirty["item_id_list"] = seq
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(batch), model.full_sort_predict(dirty), atol=1e-5)
+        # and a user's scores do not depend on who else is in the batch
+        alone = {k: v[1:2] for k, v in batch.items()}
+        assert torch.allclose(model.full_sort_predict(alone)[0], model.full_sort_predict(batch)[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"n_layers": 2},
+    {"n_layers": 2, "inter_layer": "none", "gate_summary": "mean", "gate_hidden_size": 8},
+    {"frequency_learning": False},
+    {"use_router": False},
+])
+def test_every_parameter_gets_a_gradient(overrides):
+    torch.manual_seed(0)
+    experts = ["attention", "gru", "mamba", "mlp"] if overrides.get("n_layers") == 2 else FAST
+    model = make_model(experts=experts, hidden_dropout_prob=0.1, attn_dropout_prob=0.1, **overrides)
+    sum(model.calculate_loss(make_batch(batch=6))).backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+def test_each_loss_part_reaches_its_parameters():
+    torch.manual_seed(0)
+    model = make_model(experts=FAST, lambda_spe=1.0, mu_align=1.0, gamma_balance=1.0)
+    batch = make_batch()
+    l_rec, l_spe, l_al, l_bal = model.calculate_loss(batch)
+    gate = model.layers[0].router.gate.weight
+    filters = model.layers[0].router.filters
+    assert torch.autograd.grad(l_bal, gate, retain_graph=True)[0].abs().sum() > 0
+    assert torch.autograd.grad(l_spe, filters, retain_graph=True)[0].abs().sum() > 0
+    assert torch.autograd.grad(l_al, filters, retain_graph=True)[0].abs().sum() > 0
+
+
+def test_weights_zero_the_parts():
+    model = make_model(experts=FAST, lambda_spe=0.0, mu_align=0.0, gamma_balance=0.0)
+    l_rec, l_spe, l_al, l_bal = model.calculate_loss(make_batch())
+    assert l_rec.item() > 0 and l_spe.item() == l_al.item() == l_bal.item() == 0.0
+
+
+def test_sparse_inference_with_all_experts_equals_training_mixture():
+    torch.manual_seed(0)
+    model = make_model(experts=FAST, eval_top_k=3)  # dropout 0: train and eval forwards agree
+    batch = make_batch()
+    seq, lens = batch["item_id_list"], batch["item_length"]
+    with torch.no_grad():
+        dense = model.forward(seq, lens)
+        model.eval()
+        assert torch.allclose(model.forward(seq, lens), dense, atol=1e-5)
+
+
+def test_top1_inference_serves_each_user_with_its_chosen_expert_and_counts_usage():
+    torch.manual_seed(0)
+    model = make_model(experts=FAST).eval()
+    batch = make_batch(batch=9)
+    seq, lens = batch["item_id_list"], batch["item_length"]
+    with torch.no_grad():
+        f = model.forward(seq, lens)
+        gates = model.encode(seq, lens)[1][0]
+        chosen = gates.argmax(-1)
+        for j in range(3):  # force expert j: users who chose j get exactly the same f
+            model.force_expert = j
+            fj = model.forward(seq, lens)
+            assert torch.allclose(fj[chosen == j], f[chosen == j], atol=1e-6)
+        model.force_expert = None
+    model.reset_expert_usage()
+    with torch.no_grad():
+        model.forward(seq, lens)
+    share = model.expert_usage_share()[0]
+    assert sum(share.values()) == pytest.approx(1.0)
+    assert share["0:attention"] == pytest.approx((chosen == 0).float().mean().item())
+
+
+def test_force_expert_by_name():
+    model = make_model(experts=FAST, force_expert="gru").eval()
+    assert model.force_expert == 1
+    with torch.no_grad():
+        model.forward(make_batch()["item_id_list"], make_batch()["item_length"])
+    assert model.expert_usage_share()[0]["1:gru"] == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"experts": ["attention", "lstm"]}, "unknown expert kind"),
+    ({"experts": []}, "non-empty list"),
+    ({"eval_top_k": 4}, "eval_top_k must be between 1 and 3"),
+    ({"train_top_k": 0}, "train_top_k must be between 1 and 3"),
+    ({"force_expert": "mamba"}, "force_expert 'mamba' is not in experts"),
+    ({"force_expert": 5}, "out of range"),
+    ({"loss_type": "BPR"}, "only loss_type CE"),
+    ({"inter_layer": "skip"}, "inter_layer must be"),
+])
+def test_bad_config_is_one_clear_error(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        make_model(**{"experts": FAST, **overrides})
+
+
+def test_yaml_lists_every_knob_with_the_code_defaults():
+    with open(os.path.join(ROOT, "props", "model", "FamouSRec.yaml")) as fh:
+        props = yaml.safe_load(fh)
+    assert set(props) == set(DEFAULTS) - {"loss_type"}  # loss_type comes from props/overall.yaml
+    for key, value in props.items():
+        assert value == DEFAULTS[key], key
+
+
+def test_registered_in_the_model_package():
+    import recbole_famous.model as models
+    from recbole_famous.model.famousrec import FamouSRec
+    assert models.FamouSRec is FamouSRec
