@@ -95,6 +95,13 @@ def test_unisrec_inconsistent_valid_split_is_rejected(tmp_path, capsys):
     assert f"{src / 'D.valid.inter'}:3: user '1'" in capsys.readouterr().err
 
 
+def test_unisrec_malformed_row(tmp_path, capsys):
+    src = tmp_path / "D.test.inter"
+    src.write_text(HEAD + "0\t0 1 2 3\t4\n1\t5 6 7\n")
+    assert main(["prepare", "D", "--source", str(src), "--out", str(tmp_path / "out")]) == 2
+    assert f"{src}:3: expected 3 tab-separated fields, got 2" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- UCI Online Retail
 OR_HEAD = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 

@@ -4,7 +4,6 @@ numbering lines, and turning decode/gzip failures into a SourceError that names 
 import gzip
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import SourceError
 
@@ -80,9 +79,3 @@ def parse_int(text, path, line, what):
     except (TypeError, ValueError):
         raise SourceError(path, f"{what} {text!r} is not an integer", line) from None
 
-
-def require_file(path):
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(path, "file not found")
-    return path

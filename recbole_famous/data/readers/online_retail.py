@@ -33,8 +33,11 @@ def detect(files, forced=False):
     return cands[:1] or None
 
 
-def _to_unix(text, path, line, cache={}):
-    ts = cache.get(text)
+_SECONDS = {}  # InvoiceDate text -> Unix seconds (the same few thousand dates repeat)
+
+
+def _to_unix(text, path, line):
+    ts = _SECONDS.get(text)
     if ts is None:
         for fmt in DATE_FORMATS:
             try:
@@ -44,7 +47,7 @@ def _to_unix(text, path, line, cache={}):
                 continue
         else:
             raise SourceError(path, f"InvoiceDate {text!r} is not a date like 2010-12-01 08:26", line)
-        cache[text] = ts
+        _SECONDS[text] = ts
     return ts
 
 
