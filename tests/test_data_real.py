@@ -11,7 +11,7 @@ import pytest
 
 import recbole_famous  # noqa: F401  (RecBole compat fixes first)
 from recbole_famous.data.prepare import prepare
-from recbole_famous.data.stats import Table1, from_recbole
+from recbole_famous.data.stats import Table1, describe, from_recbole
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -62,7 +62,12 @@ def test_conversion_counts(converted, name):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_recbole_loads_expected_counts(converted, name):
     out, _ = converted
-    assert from_recbole(load(name, out)) == EXPECTED[name][1]
+    dataset = load(name, out)
+    assert from_recbole(dataset) == EXPECTED[name][1]
+    text = describe(dataset).splitlines()
+    assert text[1].startswith(f"{name} as converted") and text[2].startswith(f"{name} after RecBole filter")
+    assert text[2].split()[4:7] == [f"{n:,}" for n in (EXPECTED[name][1].sequences, EXPECTED[name][1].items,
+                                                       EXPECTED[name][1].actions)]
 
 
 @real

@@ -55,3 +55,21 @@ def format_table(rows):
         lines.append(f"{label:<34} {t.sequences:>11,} {t.items:>8,} {t.actions:>10,} "
                      f"{t.avg_length:>8.2f} {100 * t.sparsity:>8.2f}%")
     return "\n".join(lines)
+
+
+def describe(dataset):
+    """Table-1 text for a loaded RecBole dataset: as converted (from `<name>.prepared.json`, else
+    its `.inter` file) and after RecBole's filtering. For the runner to log after create_dataset."""
+    import json
+    from pathlib import Path
+
+    name, folder = dataset.dataset_name, Path(dataset.dataset_path)
+    rows = {}
+    info, inter = folder / f"{name}.prepared.json", folder / f"{name}.inter"
+    if info.is_file() and inter.is_file() and info.stat().st_mtime >= inter.stat().st_mtime:
+        conv = json.loads(info.read_text())["as_converted"]
+        rows[f"{name} as converted"] = Table1(conv["sequences"], conv["items"], conv["actions"])
+    elif inter.is_file():
+        rows[f"{name} as converted"] = from_inter_file(inter)
+    rows[f"{name} after RecBole filter"] = from_recbole(dataset)
+    return format_table(rows)
