@@ -14,8 +14,9 @@ softplus^-1 of a log-uniform dt in [dt_min, dt_max], A_log (d_inner, d_state) = 
 D (d_inner) = 1, out_proj (d_model, d_inner). Causal: output t depends on inputs <= t only.
 
 Backends: on CUDA with mamba-ssm importable, its fused kernels (``mamba_inner_fn`` when
-causal-conv1d is installed, else torch's conv and ``selective_scan_fn``); everywhere else our
-scan (``scan.py``). The path taken is logged once at INFO.
+causal-conv1d is installed, else torch's conv and ``selective_scan_fn``); on the CPU our fused
+C++ kernels (``inner_cpu.py``); where those cannot be compiled, or on a GPU without mamba-ssm,
+standard modules and the plain PyTorch scan. The path taken is logged once at INFO.
 """
 import math
 
@@ -23,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_famous.model.mamba.scan import log_once, selective_scan
+from recbole_famous.model.mamba.inner_cpu import mamba_inner_cpu
+from recbole_famous.model.mamba.scan import load_extension, log_once, selective_scan
 
 
 def _mamba_ssm_kernels():
@@ -90,15 +92,23 @@ class MambaBlock(nn.Module):
         return self._forward_ours(hidden_states)
 
     def _forward_ours(self, hidden):
-        L = hidden.shape[1]
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)
-        x = self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2)
-        x = F.silu(x)
+        xz = self.in_proj(hidden)
+        A = -torch.exp(self.A_log if self.A_log.dtype == torch.float64 else self.A_log.float())
+        if hidden.device.type == "cpu" and load_extension() is not None:
+            log_once("cpp", "Mamba: selective scan runs in our C++ CPU kernel")
+            y = mamba_inner_cpu(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+                                self.dt_proj.weight, self.dt_proj.bias, A, self.D)
+            return self.out_proj(y)
+        return self.out_proj(self._inner_composite(xz, A, backend="torch"))
+
+    def _inner_composite(self, xz, A, backend=None):
+        """The same maths as ``mamba_inner_cpu`` from standard modules and ``selective_scan``."""
+        L = xz.shape[1]
+        x, z = xz.chunk(2, dim=-1)
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2))
         dt, Bm, Cm = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.softplus(self.dt_proj(dt))
-        A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, delta, A, Bm, Cm) + x * self.D
-        return self.out_proj(y * F.silu(z))
+        return selective_scan(x, self.dt_proj(dt), A, Bm, Cm, D=self.D, z=z, delta_softplus=True,
+                              backend=backend)
 
     def _forward_mamba_ssm(self, hidden, selective_scan_fn, mamba_inner_fn):
         """mamba_simple.Mamba.forward without inference cache; layout (B, D, L) as its kernels want."""

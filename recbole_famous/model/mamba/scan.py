@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from recbole_famous.model.mamba import scan_torch
 
@@ -73,36 +74,52 @@ def load_extension():
         source = _SOURCE.read_text()
         name, build_dir = _build_dir(source)
         build_dir.mkdir(parents=True, exist_ok=True)
-        _ext = load_inline(name=name, cpp_sources=[source], functions=["scan_fwd", "scan_bwd"],
+        _ext = load_inline(name=name, cpp_sources=[source], functions=["scan_fwd", "scan_bwd", "conv_silu_fwd", "conv_silu_bwd"],
                            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                            extra_ldflags=["-fopenmp"], build_directory=str(build_dir))
     except Exception as exc:  # any build problem: fall back, say why, once
         _ext_failed = True
+        lines = [ln for ln in str(exc).splitlines() if "error" in ln.lower()] or [str(exc)]
         logger.warning("Mamba: could not compile the C++ selective scan (%s: %s); "
-                       "using the slower PyTorch scan", type(exc).__name__, str(exc).splitlines()[0]
-                       if str(exc) else "")
+                       "using the slower PyTorch scan", type(exc).__name__, lines[-1][-300:])
     return _ext
 
 
-def _as_kernel_inputs(u, delta, A, Bm, Cm):
-    dtype = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
-    return [x.to(dtype).contiguous() for x in (u, delta, A.t(), Bm, Cm)]
+def kernel_dtype(x):
+    """float32 or float64: the dtypes the kernel is built for (others compute in float32)."""
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def rows(x, dtype):
+    """``x`` in ``dtype``, as a (B, L, C) view the kernel can read in place when possible."""
+    x = x.to(dtype)
+    uniform = x.shape[0] == 1 or x.shape[1] == 1 or x.stride(0) == x.shape[1] * x.stride(1)
+    return x if uniform and (x.stride(2) == 1 or x.shape[2] == 1) else x.contiguous()
 
 
 class _CppScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, Bm, Cm):
-        ins = _as_kernel_inputs(u, delta, A, Bm, Cm)
-        ctx.save_for_backward(*ins)
-        ctx.dtypes = [x.dtype for x in (u, delta, A, Bm, Cm)]
-        return _ext.scan_fwd(*ins).to(u.dtype)
+    def forward(ctx, u, delta, A, Bm, Cm, D, z, delta_softplus):
+        dt = kernel_dtype(u)
+        Dv = torch.zeros(u.shape[2], dtype=dt) if D is None else D.to(dt).contiguous()
+        zz = torch.empty(0, dtype=dt) if z is None else rows(z, dt)
+        ins = (u.to(dt).contiguous(), delta.to(dt).contiguous(), A.t().to(dt).contiguous(),
+               rows(Bm, dt), rows(Cm, dt), Dv, zz)
+        out, y = _ext.scan_fwd(*ins, delta_softplus)
+        ctx.save_for_backward(*ins, y)
+        ctx.flags = (delta_softplus, D is not None, z is not None)
+        ctx.dtypes = [x.dtype for x in (u, delta, A, Bm, Cm)] + [
+            None if D is None else D.dtype, None if z is None else z.dtype]
+        return out.to(u.dtype)
 
     @staticmethod
-    def backward(ctx, gy):
-        ins = ctx.saved_tensors
-        gu, gdelta, gAt, gB, gC = _ext.scan_bwd(*ins, gy.to(ins[0].dtype).contiguous())
-        grads = (gu, gdelta, gAt.t(), gB, gC)
-        return tuple(g.to(dt) for g, dt in zip(grads, ctx.dtypes))
+    def backward(ctx, gout):
+        *ins, y = ctx.saved_tensors
+        softplus, has_d, has_z = ctx.flags
+        gz = torch.empty_like(ins[6]) if has_z else torch.empty(0, dtype=y.dtype)
+        gu, gdelta, gAt, gB, gC, gD = _ext.scan_bwd(*ins, softplus, y, gout.to(y.dtype), gz)
+        grads = [gu, gdelta, gAt.t(), gB, gC, gD if has_d else None, gz if has_z else None]
+        return tuple(None if g is None else g.to(dt) for g, dt in zip(grads, ctx.dtypes)) + (None,)
 
 
 class _TorchScan(torch.autograd.Function):
@@ -116,21 +133,33 @@ class _TorchScan(torch.autograd.Function):
         return scan_torch.scan_backward(*ctx.saved_tensors, gy)
 
 
-def selective_scan(u, delta, A, Bm, Cm, backend=None):
-    """y (Bt, L, D); ``backend`` None picks "cpp" for CPU tensors when it compiles, else "torch"."""
-    if u.dim() != 3 or delta.shape != u.shape or A.shape[0] != u.shape[2] \
-            or Bm.shape != (*u.shape[:2], A.shape[1]) or Cm.shape != Bm.shape:
-        raise ValueError(f"selective_scan: expected u, delta (B, L, D), A (D, N), B, C (B, L, N); got "
-                         f"{tuple(u.shape)}, {tuple(delta.shape)}, {tuple(A.shape)}, "
-                         f"{tuple(Bm.shape)}, {tuple(Cm.shape)}")
+def selective_scan(u, delta, A, Bm, Cm, D=None, z=None, delta_softplus=False, backend=None):
+    """Mamba's selective scan, mamba-ssm's ``selective_scan_fn`` in a (batch, length, channel) layout.
+
+    ``out = (y + D * u) * silu(z)`` with ``y`` the scan of ``u`` under step ``delta`` (after
+    ``softplus`` when ``delta_softplus``); ``D`` and ``z`` are optional. Shapes: u, delta, z
+    (Bt, L, D); A (D, N); B, C (Bt, L, N). ``backend``: None picks "cpp" for CPU tensors when the
+    kernel compiles, else "torch".
+    """
+    if u.dim() != 3 or delta.shape != u.shape or A.dim() != 2 or A.shape[0] != u.shape[2] \
+            or Bm.shape != (*u.shape[:2], A.shape[1]) or Cm.shape != Bm.shape \
+            or (z is not None and z.shape != u.shape) or (D is not None and D.shape != u.shape[2:]):
+        raise ValueError(f"selective_scan: expected u, delta, z (B, L, D), A (D, N), B, C (B, L, N), "
+                         f"D (D,); got u {tuple(u.shape)}, delta {tuple(delta.shape)}, "
+                         f"A {tuple(A.shape)}, B {tuple(Bm.shape)}, C {tuple(Cm.shape)}")
     if backend is None:
         backend = "cpp" if u.device.type == "cpu" and load_extension() is not None else "torch"
     if backend == "cpp":
         if load_extension() is None:
             raise RuntimeError("selective_scan: the C++ kernel is not available on this machine")
         log_once("cpp", "Mamba: selective scan runs in our C++ CPU kernel")
-        return _CppScan.apply(u, delta, A, Bm, Cm)
+        return _CppScan.apply(u, delta, A, Bm, Cm, D, z, delta_softplus)
     if backend != "torch":
         raise ValueError(f"selective_scan: unknown backend {backend!r} (use 'cpp' or 'torch')")
     log_once("torch", "Mamba: selective scan runs in plain PyTorch (slow path) on %s", u.device.type)
-    return _TorchScan.apply(u, delta, A, Bm, Cm)
+    if delta_softplus:
+        delta = F.softplus(delta)
+    y = _TorchScan.apply(u, delta, A, Bm, Cm)
+    if D is not None:
+        y = y + u * D
+    return y if z is None else y * F.silu(z)

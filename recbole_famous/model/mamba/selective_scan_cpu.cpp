@@ -1,197 +1,360 @@
-// Selective scan of Mamba (Gu & Dao, 2023, Alg. 2) for the CPU, forward and hand-written backward.
+// CPU kernels of the Mamba block (Gu & Dao, 2023, Alg. 2), forward and hand-written backward.
 //
-// For every batch row b, channel d and state n:
-//     h_t[d,n] = exp(delta_t[d] * A[d,n]) * h_{t-1}[d,n] + delta_t[d] * B_t[n] * u_t[d],   h_{-1} = 0
-//     y_t[d]   = sum_n C_t[n] * h_t[d,n]
-// (the D skip and the silu(z) gate are cheap element-wise ops and stay in PyTorch).
+// 1. Selective scan with the block's element-wise ends fused in. For every row (b, t), channel d
+//    and state n, with delta = softplus(dp) (or dp itself when softplus is off):
+//        h_t[d,n] = exp(delta_t[d] A[d,n]) h_{t-1}[d,n] + delta_t[d] B_t[n] u_t[d],   h_{-1} = 0
+//        y_t[d]   = sum_n C_t[n] h_t[d,n] + D[d] u_t[d]
+//        out_t[d] = y_t[d] * silu(z_t[d])            (or y_t[d] when there is no z)
+//    Backward: the states are recomputed one (row, channel block) at a time, nothing of size
+//    B*L*D*N is ever stored; then one reverse sweep with g_t = dL/dh_t (total):
+//        g_t            = gy_t[d] C_t[n] + exp(delta_{t+1} A) g_{t+1}
+//        dL/dC_t[n]     = sum_d gy_t[d] h_t[d,n]        dL/dB_t[n] = sum_d g_t delta_t u_t
+//        dL/du_t[d]     = delta_t sum_n g_t B_t[n] + D gy_t
+//        dL/ddelta_t[d] = u_t sum_n g_t B_t[n] + sum_n g_t h_{t-1} exp(delta_t A) A[d,n]
+//        dL/dA[d,n]     = sum_{b,t} g_t h_{t-1} exp(delta_t A) delta_t
+// 2. Causal depthwise convolution + silu: xc_t[d] = silu(bias[d] + sum_k w[k,d] x_{t-K+1+k}[d]).
 //
-// Layouts (all contiguous): u, delta, y: (Bt, L, D); Bm, Cm: (Bt, L, N); At = A transposed: (N, D).
-// Work is split over batch rows; inside a row, channels are processed in blocks of DB so that
-// the innermost loop runs over contiguous channels (vectorised, no horizontal sums on the hot
-// path) and the backward's recomputed states for one block stay in L2.
-//
-// Backward: the states are recomputed block by block (nothing of size Bt*L*D*N is ever stored),
-// then one reverse sweep accumulates, with g_t = dL/dh_t (total),
-//     g_t        = gy_t[d] C_t[n] + exp(delta_{t+1} A) g_{t+1}
-//     dL/dC_t[n] = sum_d gy_t[d] h_t[d,n]
-//     dL/dB_t[n] = sum_d g_t delta_t u_t
-//     dL/du_t[d] = delta_t sum_n g_t B_t[n]
-//     dL/ddelta_t[d] = u_t sum_n g_t B_t[n] + sum_n g_t h_{t-1} exp(delta_t A) A[d,n]
-//     dL/dA[d,n] = sum_{b,t} g_t h_{t-1} exp(delta_t A) delta_t
+// Layouts: (B, L, D)-like tensors are addressed by row r = b*L + t with a row stride (so B, C, z
+// and x can be read in place from the projections' outputs) and unit stride over channels;
+// A is passed transposed, At (N, D); conv weight as (K, D). Channels are processed in blocks of
+// DB, zero-padded to a full block so that the inner loops have a fixed trip count and vectorise.
+// Work is split over the batch; sums over the batch (dA, dD, dw, dbias) use per-thread buffers.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+// _Pragma, not #pragma: some loops sit inside AT_DISPATCH macro arguments.
+#define SIMD _Pragma("omp simd")
+#define SIMD_REDUCE_BC _Pragma("omp simd reduction(+ : accB, accC)")
+
 namespace {
 
 constexpr int64_t DB = 32;  // channels per block
 
-template <typename T>
-void scan_fwd_rows(const T* u, const T* delta, const T* At, const T* Bm, const T* Cm, T* y,
-                   int64_t b0, int64_t b1, int64_t L, int64_t D, int64_t N) {
-  std::vector<T> h(N * DB), du(DB), acc(DB);
-  for (int64_t b = b0; b < b1; ++b) {
-    for (int64_t d0 = 0; d0 < D; d0 += DB) {
-      const int64_t nd = std::min(DB, D - d0);
-      std::fill(h.begin(), h.end(), T(0));
-      for (int64_t t = 0; t < L; ++t) {
-        const int64_t row = (b * L + t);
-        const T* dl = delta + row * D + d0;
-        const T* uu = u + row * D + d0;
-        const T* bb = Bm + row * N;
-        const T* cc = Cm + row * N;
-        T* __restrict__ a = acc.data();
-        T* __restrict__ w = du.data();
-#pragma omp simd
-        for (int64_t d = 0; d < nd; ++d) { w[d] = dl[d] * uu[d]; a[d] = T(0); }
-        for (int64_t n = 0; n < N; ++n) {
-          const T bn = bb[n], cn = cc[n];
-          const T* An = At + n * D + d0;
-          T* __restrict__ hn = h.data() + n * DB;
-#pragma omp simd
-          for (int64_t d = 0; d < nd; ++d) {
-            const T hv = std::exp(dl[d] * An[d]) * hn[d] + w[d] * bn;
-            hn[d] = hv;
-            a[d] += cn * hv;
-          }
-        }
-        T* yy = y + row * D + d0;
-        for (int64_t d = 0; d < nd; ++d) yy[d] = a[d];
-      }
-    }
-  }
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(std::exp(x)); }
+
+// Stride between rows r = b*L + t of a (B, L, C) view, which must have unit channel stride.
+int64_t row_stride(const torch::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 3 && (x.stride(2) == 1 || x.size(2) == 1), name, ": need unit channel stride");
+  if (x.size(0) == 1) return x.stride(1);
+  if (x.size(1) == 1) return x.stride(0);
+  TORCH_CHECK(x.stride(0) == x.size(1) * x.stride(1), name, ": need a uniform row stride");
+  return x.stride(1);
 }
 
 template <typename T>
-void scan_bwd_rows(const T* u, const T* delta, const T* At, const T* Bm, const T* Cm, const T* gy,
-                   T* gu, T* gdelta, T* gAt, T* gB, T* gC,
-                   int64_t b0, int64_t b1, int64_t L, int64_t D, int64_t N) {
-  // H[(t+1)][n][d] = h_t, H[0] = 0; E[t][n][d] = exp(delta_t A)
-  const int64_t S = N * DB;
-  std::vector<T> H((L + 1) * S), E(L * S), G(S), du(DB), sg(DB), sb(DB);
-  for (int64_t b = b0; b < b1; ++b) {
-    for (int64_t d0 = 0; d0 < D; d0 += DB) {
-      const int64_t nd = std::min(DB, D - d0);
-      std::fill(H.begin(), H.begin() + S, T(0));
-      for (int64_t t = 0; t < L; ++t) {
-        const int64_t row = (b * L + t);
-        const T* dl = delta + row * D + d0;
-        const T* uu = u + row * D + d0;
-        const T* bb = Bm + row * N;
-        for (int64_t n = 0; n < N; ++n) {
-          const T bn = bb[n];
-          const T* An = At + n * D + d0;
-          const T* __restrict__ hp = H.data() + t * S + n * DB;
-          T* __restrict__ hc = H.data() + (t + 1) * S + n * DB;
-          T* __restrict__ e = E.data() + t * S + n * DB;
-#pragma omp simd
-          for (int64_t d = 0; d < nd; ++d) {
-            const T ev = std::exp(dl[d] * An[d]);
-            e[d] = ev;
-            hc[d] = ev * hp[d] + dl[d] * uu[d] * bn;
-          }
+struct Scan {
+  const T *u, *dp, *At, *Bm, *Cm, *Dv, *z;
+  int64_t L, Di, N, sB, sC, sZ;
+  bool softplus_on;
+
+  // delta, u, delta*u (and sigmoid(dp) when wanted) for row r, block d0, zero-padded to DB.
+  void load_row(int64_t r, int64_t d0, int64_t nd, T* dl, T* uu, T* w, T* dsp) const {
+    for (int64_t d = 0; d < DB; ++d) {
+      const bool in = d < nd;
+      const T p = in ? dp[r * Di + d0 + d] : T(0);
+      dl[d] = in ? (softplus_on ? softplus(p) : p) : T(0);
+      uu[d] = in ? u[r * Di + d0 + d] : T(0);
+      w[d] = dl[d] * uu[d];
+      if (dsp) dsp[d] = softplus_on ? (p > T(20) ? T(1) : sigmoid(p)) : T(1);
+    }
+  }
+
+  void pack_A(int64_t d0, int64_t nd, T* Ab) const {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < DB; ++d) Ab[n * DB + d] = d < nd ? At[n * Di + d0 + d] : T(0);
+  }
+
+  static void exp_block(const T* __restrict__ Ab, const T* __restrict__ dl, T* __restrict__ E,
+                        int64_t N) {
+    for (int64_t n = 0; n < N; ++n) {
+SIMD
+      for (int64_t d = 0; d < DB; ++d) E[n * DB + d] = std::exp(dl[d] * Ab[n * DB + d]);
+    }
+  }
+
+  void forward(int64_t b, int64_t d0, T* out, T* ysave, std::vector<T>& buf) const {
+    const int64_t nd = std::min(DB, Di - d0);
+    T* Ab = buf.data();
+    T* h = Ab + N * DB;
+    T* E = h + N * DB;
+    T *dl = E + N * DB, *uu = dl + DB, *w = uu + DB, *acc = w + DB;
+    pack_A(d0, nd, Ab);
+    std::fill(h, h + N * DB, T(0));
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t r = b * L + t;
+      load_row(r, d0, nd, dl, uu, w, nullptr);
+      exp_block(Ab, dl, E, N);
+      std::fill(acc, acc + DB, T(0));
+      for (int64_t n = 0; n < N; ++n) {
+        const T bn = Bm[r * sB + n], cn = Cm[r * sC + n];
+        T* __restrict__ hn = h + n * DB;
+        const T* __restrict__ en = E + n * DB;
+SIMD
+        for (int64_t d = 0; d < DB; ++d) {
+          const T hv = en[d] * hn[d] + w[d] * bn;
+          hn[d] = hv;
+          acc[d] += cn * hv;
         }
       }
-      std::fill(G.begin(), G.end(), T(0));
-      for (int64_t t = L - 1; t >= 0; --t) {
-        const int64_t row = (b * L + t);
-        const T* dl = delta + row * D + d0;
-        const T* uu = u + row * D + d0;
-        const T* gyy = gy + row * D + d0;
-        const T* bb = Bm + row * N;
-        const T* cc = Cm + row * N;
-        T* __restrict__ w = du.data();
-        T* __restrict__ s1 = sg.data();
-        T* __restrict__ s2 = sb.data();
-#pragma omp simd
-        for (int64_t d = 0; d < nd; ++d) { w[d] = dl[d] * uu[d]; s1[d] = T(0); s2[d] = T(0); }
-        for (int64_t n = 0; n < N; ++n) {
-          const T bn = bb[n], cn = cc[n];
-          const T* An = At + n * D + d0;
-          T* __restrict__ gAn = gAt + n * D + d0;
-          const T* __restrict__ hp = H.data() + t * S + n * DB;
-          const T* __restrict__ hc = H.data() + (t + 1) * S + n * DB;
-          const T* __restrict__ e = E.data() + t * S + n * DB;
-          T* __restrict__ Gn = G.data() + n * DB;
-          T accB = T(0), accC = T(0);
-#pragma omp simd reduction(+ : accB, accC)
-          for (int64_t d = 0; d < nd; ++d) {
-            const T g = Gn[d] + gyy[d] * cn;
-            accC += gyy[d] * hc[d];
-            accB += g * w[d];
-            const T q = g * hp[d] * e[d];
-            s1[d] += q * An[d];
-            gAn[d] += q * dl[d];
-            s2[d] += g * bn;
-            Gn[d] = g * e[d];
-          }
-          gB[row * N + n] += accB;
-          gC[row * N + n] += accC;
-        }
-        T* gdd = gdelta + row * D + d0;
-        T* guu = gu + row * D + d0;
-        for (int64_t d = 0; d < nd; ++d) {
-          gdd[d] = s1[d] + uu[d] * s2[d];
-          guu[d] = dl[d] * s2[d];
-        }
+      for (int64_t d = 0; d < nd; ++d) {
+        const T y = acc[d] + Dv[d0 + d] * uu[d];
+        if (ysave) ysave[r * Di + d0 + d] = y;
+        const T zz = z ? z[r * sZ + d0 + d] : T(0);
+        out[r * Di + d0 + d] = z ? y * zz * sigmoid(zz) : y;
       }
     }
   }
+
+  // Gradients for row b, block d0. gy_in: dL/dout; ysave: y before the gate (needed with z).
+  void backward(int64_t b, int64_t d0, const T* gout, const T* ysave, T* gu, T* gdp, T* gB,
+                T* gC, T* gz, int64_t sGZ, T* gAt, T* gD, std::vector<T>& buf) const {
+    const int64_t nd = std::min(DB, Di - d0);
+    const int64_t S = N * DB;
+    T* Ab = buf.data();
+    T* H = Ab + S;            // (L + 1) * S, H[0] = 0
+    T* E = H + (L + 1) * S;   // L * S
+    T* G = E + L * S;         // S
+    T* gA = G + S;            // S
+    T *dl = gA + S, *uu = dl + DB, *w = uu + DB, *dsp = w + DB, *gy = dsp + DB, *s1 = gy + DB,
+      *s2 = s1 + DB;
+    pack_A(d0, nd, Ab);
+    std::fill(H, H + S, T(0));
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t r = b * L + t;
+      load_row(r, d0, nd, dl, uu, w, nullptr);
+      T* Et = E + t * S;
+      exp_block(Ab, dl, Et, N);
+      for (int64_t n = 0; n < N; ++n) {
+        const T bn = Bm[r * sB + n];
+        const T* __restrict__ hp = H + t * S + n * DB;
+        T* __restrict__ hc = H + (t + 1) * S + n * DB;
+        const T* __restrict__ en = Et + n * DB;
+SIMD
+        for (int64_t d = 0; d < DB; ++d) hc[d] = en[d] * hp[d] + w[d] * bn;
+      }
+    }
+    std::fill(G, G + 2 * S, T(0));  // G and gA
+    for (int64_t t = L - 1; t >= 0; --t) {
+      const int64_t r = b * L + t;
+      load_row(r, d0, nd, dl, uu, w, dsp);
+      for (int64_t d = 0; d < DB; ++d) {
+        if (d >= nd) { gy[d] = T(0); continue; }
+        const T go = gout[r * Di + d0 + d];
+        if (z) {
+          const T zz = z[r * sZ + d0 + d], sg = sigmoid(zz);
+          gy[d] = go * zz * sg;
+          gz[r * sGZ + d0 + d] = go * ysave[r * Di + d0 + d] * sg * (T(1) + zz * (T(1) - sg));
+        } else {
+          gy[d] = go;
+        }
+        gD[d0 + d] += gy[d] * uu[d];
+        s1[d] = T(0);
+        s2[d] = T(0);
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const T bn = Bm[r * sB + n], cn = Cm[r * sC + n];
+        const T* __restrict__ An = Ab + n * DB;
+        const T* __restrict__ hp = H + t * S + n * DB;
+        const T* __restrict__ hc = H + (t + 1) * S + n * DB;
+        const T* __restrict__ en = E + t * S + n * DB;
+        T* __restrict__ Gn = G + n * DB;
+        T* __restrict__ gAn = gA + n * DB;
+        T accB = T(0), accC = T(0);
+SIMD_REDUCE_BC
+        for (int64_t d = 0; d < DB; ++d) {
+          const T g = Gn[d] + gy[d] * cn;
+          accC += gy[d] * hc[d];
+          accB += g * w[d];
+          const T q = g * hp[d] * en[d];
+          s1[d] += q * An[d];
+          gAn[d] += q * dl[d];
+          s2[d] += g * bn;
+          Gn[d] = g * en[d];
+        }
+        gB[r * N + n] += accB;
+        gC[r * N + n] += accC;
+      }
+      for (int64_t d = 0; d < nd; ++d) {
+        gdp[r * Di + d0 + d] = (s1[d] + uu[d] * s2[d]) * dsp[d];
+        gu[r * Di + d0 + d] = dl[d] * s2[d] + gy[d] * Dv[d0 + d];
+      }
+    }
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < nd; ++d) gAt[n * Di + d0 + d] += gA[n * DB + d];
+  }
+};
+
+template <typename T>
+Scan<T> make_scan(const torch::Tensor& u, const torch::Tensor& dp, const torch::Tensor& At,
+                  const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dv,
+                  const torch::Tensor& z, bool softplus_on) {
+  const bool has_z = z.numel() > 0;
+  return Scan<T>{u.data_ptr<T>(), dp.data_ptr<T>(), At.data_ptr<T>(), Bm.data_ptr<T>(),
+                 Cm.data_ptr<T>(), Dv.data_ptr<T>(), has_z ? z.data_ptr<T>() : nullptr,
+                 u.size(1), u.size(2), At.size(0), row_stride(Bm, "B"), row_stride(Cm, "C"),
+                 has_z ? row_stride(z, "z") : 0, softplus_on};
 }
 
-void check(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& At,
-           const torch::Tensor& Bm, const torch::Tensor& Cm) {
-  TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes(), "u and delta must be (B, L, D)");
-  TORCH_CHECK(At.dim() == 2 && At.size(1) == u.size(2), "At must be (N, D)");
-  TORCH_CHECK(Bm.dim() == 3 && Bm.size(0) == u.size(0) && Bm.size(1) == u.size(1) &&
-              Bm.size(2) == At.size(0) && Cm.sizes() == Bm.sizes(), "B and C must be (B, L, N)");
-  for (const auto* x : {&u, &delta, &At, &Bm, &Cm}) {
-    TORCH_CHECK(x->is_contiguous() && x->device().is_cpu() && x->scalar_type() == u.scalar_type(),
-                "selective scan: inputs must be contiguous CPU tensors of one dtype");
-  }
+void check_scan(const torch::Tensor& u, const torch::Tensor& dp, const torch::Tensor& At,
+                const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dv,
+                const torch::Tensor& z) {
+  TORCH_CHECK(u.dim() == 3 && u.is_contiguous() && dp.is_contiguous() && dp.sizes() == u.sizes(),
+              "u and delta must be contiguous (B, L, D)");
+  TORCH_CHECK(At.dim() == 2 && At.size(1) == u.size(2) && At.is_contiguous(), "At must be (N, D)");
+  TORCH_CHECK(Bm.size(0) == u.size(0) && Bm.size(1) == u.size(1) && Bm.size(2) == At.size(0) &&
+              Cm.sizes() == Bm.sizes(), "B and C must be (B, L, N)");
+  TORCH_CHECK(Dv.dim() == 1 && Dv.size(0) == u.size(2) && Dv.is_contiguous(), "D must be (D,)");
+  TORCH_CHECK(z.numel() == 0 || z.sizes() == u.sizes(), "z must be (B, L, D) or empty");
+  for (const auto* x : {&dp, &At, &Bm, &Cm, &Dv, &z})
+    TORCH_CHECK(x->numel() == 0 || (x->device().is_cpu() && x->scalar_type() == u.scalar_type()),
+                "selective scan: CPU tensors of one dtype expected");
 }
 
 }  // namespace
 
-torch::Tensor scan_fwd(torch::Tensor u, torch::Tensor delta, torch::Tensor At, torch::Tensor Bm,
-                       torch::Tensor Cm) {
-  check(u, delta, At, Bm, Cm);
-  const int64_t Bt = u.size(0), L = u.size(1), D = u.size(2), N = At.size(0);
-  auto y = torch::empty_like(u);
+// Returns (out, y): out = y * silu(z) (out is y when z is empty); y is kept for the backward.
+std::vector<torch::Tensor> scan_fwd(torch::Tensor u, torch::Tensor dp, torch::Tensor At,
+                                    torch::Tensor Bm, torch::Tensor Cm, torch::Tensor Dv,
+                                    torch::Tensor z, bool softplus_on) {
+  check_scan(u, dp, At, Bm, Cm, Dv, z);
+  const int64_t Bt = u.size(0), L = u.size(1), Di = u.size(2), N = At.size(0);
+  auto out = torch::empty_like(u);
+  auto y = z.numel() > 0 ? torch::empty_like(u) : out;
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "scan_fwd", [&] {
+    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z, softplus_on);
+    scalar_t* ys = z.numel() > 0 ? y.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
-      scan_fwd_rows<scalar_t>(u.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(),
-                              At.data_ptr<scalar_t>(), Bm.data_ptr<scalar_t>(),
-                              Cm.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), b0, b1, L, D, N);
+      std::vector<scalar_t> buf(3 * N * DB + 4 * DB);
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t d0 = 0; d0 < Di; d0 += DB) s.forward(b, d0, out.data_ptr<scalar_t>(), ys, buf);
     });
   });
-  return y;
+  (void)L;
+  return {out, y};
 }
 
-std::vector<torch::Tensor> scan_bwd(torch::Tensor u, torch::Tensor delta, torch::Tensor At,
-                                    torch::Tensor Bm, torch::Tensor Cm, torch::Tensor gy) {
-  check(u, delta, At, Bm, Cm);
-  gy = gy.contiguous();
-  TORCH_CHECK(gy.sizes() == u.sizes() && gy.scalar_type() == u.scalar_type(), "bad grad_y");
-  const int64_t Bt = u.size(0), L = u.size(1), D = u.size(2), N = At.size(0);
+// Returns (gu, gdp, gAt, gB, gC, gD); writes dL/dz into gz (same shape as z, any row stride).
+std::vector<torch::Tensor> scan_bwd(torch::Tensor u, torch::Tensor dp, torch::Tensor At,
+                                    torch::Tensor Bm, torch::Tensor Cm, torch::Tensor Dv,
+                                    torch::Tensor z, bool softplus_on, torch::Tensor y,
+                                    torch::Tensor gout, torch::Tensor gz) {
+  check_scan(u, dp, At, Bm, Cm, Dv, z);
+  gout = gout.contiguous();
+  y = y.contiguous();
+  TORCH_CHECK(gout.sizes() == u.sizes() && gout.scalar_type() == u.scalar_type(), "bad grad");
+  TORCH_CHECK(z.numel() == 0 || gz.sizes() == z.sizes(), "gz must be shaped like z");
+  const int64_t Bt = u.size(0), L = u.size(1), Di = u.size(2), N = At.size(0);
   auto gu = torch::empty_like(u);
-  auto gdelta = torch::empty_like(delta);
-  auto gB = torch::zeros_like(Bm);
-  auto gC = torch::zeros_like(Cm);
+  auto gdp = torch::empty_like(u);
+  auto gB = torch::zeros({Bt, L, N}, u.options());
+  auto gC = torch::zeros({Bt, L, N}, u.options());
   const int64_t nthreads = at::get_num_threads();
-  auto gA_parts = torch::zeros({nthreads, N, D}, At.options());
+  auto gA_parts = torch::zeros({nthreads, N, Di}, u.options());
+  auto gD_parts = torch::zeros({nthreads, Di}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "scan_bwd", [&] {
+    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z, softplus_on);
+    const int64_t sGZ = z.numel() > 0 ? row_stride(gz, "gz") : 0;
+    scalar_t* gzp = z.numel() > 0 ? gz.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
       const int64_t tid = at::get_thread_num();
-      scan_bwd_rows<scalar_t>(u.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(),
-                              At.data_ptr<scalar_t>(), Bm.data_ptr<scalar_t>(),
-                              Cm.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                              gu.data_ptr<scalar_t>(), gdelta.data_ptr<scalar_t>(),
-                              gA_parts.data_ptr<scalar_t>() + tid * N * D,
-                              gB.data_ptr<scalar_t>(), gC.data_ptr<scalar_t>(), b0, b1, L, D, N);
+      std::vector<scalar_t> buf((2 * L + 4) * N * DB + 7 * DB);
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t d0 = 0; d0 < Di; d0 += DB)
+          s.backward(b, d0, gout.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                     gu.data_ptr<scalar_t>(), gdp.data_ptr<scalar_t>(), gB.data_ptr<scalar_t>(),
+                     gC.data_ptr<scalar_t>(), gzp, sGZ,
+                     gA_parts.data_ptr<scalar_t>() + tid * N * Di,
+                     gD_parts.data_ptr<scalar_t>() + tid * Di, buf);
     });
   });
-  return {gu, gdelta, gA_parts.sum(0), gB, gC};
+  return {gu, gdp, gA_parts.sum(0), gB, gC, gD_parts.sum(0)};
+}
+
+// xc = silu(causal depthwise conv(x)); x (B, L, D) with any row stride, wT (K, D), bias (D).
+torch::Tensor conv_silu_fwd(torch::Tensor x, torch::Tensor wT, torch::Tensor bias) {
+  const int64_t sx = row_stride(x, "x");
+  TORCH_CHECK(wT.dim() == 2 && wT.size(1) == x.size(2) && wT.is_contiguous() &&
+              bias.sizes() == at::IntArrayRef{x.size(2)} && bias.is_contiguous(), "bad conv weights");
+  const int64_t Bt = x.size(0), L = x.size(1), Di = x.size(2), K = wT.size(0);
+  auto xc = torch::empty({Bt, L, Di}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv_silu_fwd", [&] {
+    const scalar_t *xp = x.data_ptr<scalar_t>(), *wp = wT.data_ptr<scalar_t>(),
+                   *bp = bias.data_ptr<scalar_t>();
+    scalar_t* op = xc.data_ptr<scalar_t>();
+    at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t t = 0; t < L; ++t) {
+          scalar_t* o = op + (b * L + t) * Di;
+          for (int64_t d = 0; d < Di; ++d) o[d] = bp[d];
+          for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+            const scalar_t* xs = xp + (b * L + t - (K - 1) + k) * sx;
+            const scalar_t* wk = wp + k * Di;
+SIMD
+            for (int64_t d = 0; d < Di; ++d) o[d] += wk[d] * xs[d];
+          }
+SIMD
+          for (int64_t d = 0; d < Di; ++d) o[d] = o[d] / (scalar_t(1) + std::exp(-o[d]));
+        }
+    });
+  });
+  return xc;
+}
+
+// Backward of conv_silu_fwd given dL/dxc: writes dL/dx into gx (any row stride), returns (gwT, gbias).
+std::vector<torch::Tensor> conv_silu_bwd(torch::Tensor x, torch::Tensor wT, torch::Tensor bias,
+                                         torch::Tensor gxc, torch::Tensor gx) {
+  const int64_t sx = row_stride(x, "x"), sgx = row_stride(gx, "gx");
+  gxc = gxc.contiguous();
+  const int64_t Bt = x.size(0), L = x.size(1), Di = x.size(2), K = wT.size(0);
+  const int64_t nthreads = at::get_num_threads();
+  auto gw_parts = torch::zeros({nthreads, K + 1, Di}, x.options());  // row K: bias
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv_silu_bwd", [&] {
+    const scalar_t *xp = x.data_ptr<scalar_t>(), *wp = wT.data_ptr<scalar_t>(),
+                   *bp = bias.data_ptr<scalar_t>(), *gp_in = gxc.data_ptr<scalar_t>();
+    scalar_t* gxp = gx.data_ptr<scalar_t>();
+    at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
+      scalar_t* gw = gw_parts.data_ptr<scalar_t>() + at::get_thread_num() * (K + 1) * Di;
+      std::vector<scalar_t> gpre(L * Di);
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t t = 0; t < L; ++t) {  // dL/d(pre-activation)
+          scalar_t* g = gpre.data() + t * Di;
+          for (int64_t d = 0; d < Di; ++d) g[d] = bp[d];
+          for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+            const scalar_t* xs = xp + (b * L + t - (K - 1) + k) * sx;
+SIMD
+            for (int64_t d = 0; d < Di; ++d) g[d] += wp[k * Di + d] * xs[d];
+          }
+          const scalar_t* go = gp_in + (b * L + t) * Di;
+SIMD
+          for (int64_t d = 0; d < Di; ++d) {
+            const scalar_t p = g[d], s = scalar_t(1) / (scalar_t(1) + std::exp(-p));
+            g[d] = go[d] * s * (scalar_t(1) + p * (scalar_t(1) - s));
+            gw[K * Di + d] += g[d];
+          }
+          for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+            const scalar_t* xs = xp + (b * L + t - (K - 1) + k) * sx;
+SIMD
+            for (int64_t d = 0; d < Di; ++d) gw[k * Di + d] += g[d] * xs[d];
+          }
+        }
+        for (int64_t s = 0; s < L; ++s) {  // x_s feeds outputs t = s + K - 1 - k
+          scalar_t* o = gxp + (b * L + s) * sgx;
+          for (int64_t d = 0; d < Di; ++d) o[d] = scalar_t(0);
+          for (int64_t k = 0; k < K; ++k) {
+            const int64_t t = s + K - 1 - k;
+            if (t >= L) continue;
+            const scalar_t* g = gpre.data() + t * Di;
+SIMD
+            for (int64_t d = 0; d < Di; ++d) o[d] += wp[k * Di + d] * g[d];
+          }
+        }
+      }
+    });
+  });
+  auto gw = gw_parts.sum(0);
+  return {gw.narrow(0, 0, K).contiguous(), gw[K].contiguous()};
 }
