@@ -43,8 +43,11 @@ def ensure_prepared(name: str, data_path: str, source: str | None = None, echo=p
                                  f"and no source is set; fix: {_fix(name, data_path)}")
     from .prepare import prepare
 
-    Path(data_path).mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_path, os.O_RDONLY)
+    try:
+        Path(data_path).mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_path, os.O_RDONLY)
+    except OSError as e:
+        raise DatasetNotPrepared(f"cannot prepare dataset {name!r}: output folder {data_path}: {e.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if inter_path(name, data_path).is_file():
