@@ -146,3 +146,12 @@ def test_registered_in_the_model_package():
     import recbole_famous.model as models
     from recbole_famous.model.famousrec import FamouSRec
     assert models.FamouSRec is FamouSRec
+
+
+def test_trains_and_evaluates_through_the_runner(quick_overrides):
+    """One epoch on the real ml-100k slice through RecBole's data pipeline, trainer and full-ranking eval."""
+    from recbole_famous.runner import run
+    result = run("FamouSRec", "mlslice", overrides={**quick_overrides, "experts": FAST,
+                                                    "hidden_size": 16, "inner_size": 32}, saved=False)
+    assert result["epochs_run"] == 1 and result["test_result"]["hit@10"] >= 0
+    assert result["config"]["eval_top_k"] == 1 and result["config"]["experts"] == FAST

@@ -159,10 +159,23 @@ def test_pairs_hold_every_expert_on_every_component():
     layer = _layer(("attention", "mlp", "gru"))
     x, mask = left_padded()
     with torch.no_grad():
-        out = layer(x, mask, top_k=3, last_only=True, need_pairs=True)
+        out = layer(x, mask, top_k=3, last_only=True, need_pairs="exact")
         comps, _ = layer.router(x, mask)
     assert out.pairs.shape == (4, 3, 3, 8)
     for j in range(3):
         for k in range(3):
             assert torch.allclose(out.pairs[:, j, k], layer.experts[k].forward_last(comps[:, j], mask), atol=1e-5)
     assert torch.allclose(out.own, torch.stack([out.pairs[:, j, j] for j in range(3)], 1))
+
+
+def test_sampled_pairs_hold_one_other_component_per_expert():
+    layer = _layer(("attention", "mlp", "gru"))
+    x, mask = left_padded()
+    with torch.no_grad():
+        out = layer(x, mask, top_k=3, last_only=True, need_pairs="sampled")
+        comps, _ = layer.router(x, mask)
+        assert out.pairs.shape == (4, 1, 3, 8)
+        for k in range(3):
+            every = torch.stack([layer.experts[k].forward_last(comps[:, j], mask) for j in range(3)], 1)
+            hit = (every - out.pairs[:, 0, k, None]).abs().amax(-1) < 1e-5  # (B, K): which j was drawn
+            assert hit.sum(1).tolist() == [1] * 4 and not hit[:, k].any()

@@ -16,7 +16,8 @@ The model, top to bottom (equations of the paper; restated in ``docs/FAMOUSREC_S
    ``H <- F``. The last layer computes only position n-1 (all the losses and the prediction need).
 4. **Prediction** (Eqs. 10, 15): ``softmax(f · e_i / τ)`` over all items, cross entropy ``L_rec``.
 5. **Auxiliary losses** (``losses.py``), on the last layer: ``L_spe`` (Eqs. 11-13), ``L_al`` (Eq. 14),
-   ``L_bal`` (Eq. 16, averaged over layers). ``calculate_loss`` returns
+   ``L_bal`` (Eq. 16, averaged over layers). ``spe_mode: exact`` encodes all K² expert/component
+   pairs as the paper does; ``sampled`` is the documented cheaper estimate (2K encodings). ``calculate_loss`` returns
    ``(L_rec, λ·L_spe, μ·L_al, γ·L_bal)`` (Eq. 17) so that RecBole's trainer logs each part.
 
 Training activates every expert (``train_top_k`` defaults to K, the paper's setting); inference
@@ -47,7 +48,7 @@ DEFAULTS = {
     "lambda_spe": 0.1, "mu_align": 0.1, "gamma_balance": 0.1,
     "use_router": True, "frequency_learning": True, "force_expert": None,
     "gate_summary": "last", "gate_hidden_size": 0, "filter_init": "fmlp", "inter_layer": "residual",
-    "align_stop_grad": True, "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
+    "align_stop_grad": True, "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
 }
 
 
@@ -76,6 +77,7 @@ class FamouSRec(SequentialRecommender):
         self.use_router = bool(c["use_router"])
         self.force_expert = self._expert_index(c["force_expert"])
         self.inter_layer, self.align_stop_grad = c["inter_layer"], bool(c["align_stop_grad"])
+        self.spe_mode = c["spe_mode"]
         self.spe_chunk_size, self.spe_epsilon = int(c["spe_chunk_size"]), float(c["spe_epsilon"])
         self.initializer_range = float(c["initializer_range"])
         d = self.hidden_size = int(c["hidden_size"])
@@ -117,6 +119,8 @@ class FamouSRec(SequentialRecommender):
             raise UsageError(f"FamouSRec: gate_summary must be 'last' or 'mean', got {c['gate_summary']!r}")
         if c["filter_init"] not in ("fmlp", "ones"):
             raise UsageError(f"FamouSRec: filter_init must be 'fmlp' or 'ones', got {c['filter_init']!r}")
+        if c["spe_mode"] not in ("exact", "sampled"):
+            raise UsageError(f"FamouSRec: spe_mode must be 'exact' or 'sampled', got {c['spe_mode']!r}")
         if c["loss_type"] != "CE":
             raise UsageError(f"FamouSRec: only loss_type CE is supported (Eq. 15), got {c['loss_type']!r}")
         if float(c["temperature"]) <= 0:
@@ -154,7 +158,7 @@ class FamouSRec(SequentialRecommender):
                 nn.init.xavier_uniform_(module.weight_ih_l0)
 
     # ---- encoder -------------------------------------------------------------------------------
-    def encode(self, item_seq, item_seq_len, need_pairs=False):
+    def encode(self, item_seq, item_seq_len, need_pairs=None):
         """Left pad, embed (Eq. 1), run the MoE layers; returns the last layer's ``MoEOutput`` and
         every layer's gate logits. ``hidden`` of the output is f (B, d), Eq. 7 at position n-1."""
         seq = right_to_left_pad(item_seq, item_seq_len)
@@ -168,7 +172,7 @@ class FamouSRec(SequentialRecommender):
         force = None if self.training else self.force_expert
         for index, layer in enumerate(self.layers):
             last = index == self.n_layers - 1
-            out = layer(h * keep, mask, top_k=top_k, last_only=last, need_pairs=need_pairs and last,
+            out = layer(h * keep, mask, top_k=top_k, last_only=last, need_pairs=need_pairs if last else None,
                         force_expert=force)
             gates.append(out.gate_logits)
             if out.chosen is not None:
@@ -185,12 +189,13 @@ class FamouSRec(SequentialRecommender):
     # ---- RecBole interface ---------------------------------------------------------------------
     def calculate_loss(self, interaction):
         """``(L_rec, λ·L_spe, μ·L_al, γ·L_bal)`` (Eq. 17): RecBole sums the tuple and logs each part."""
-        need_pairs = self.lambda_spe > 0 and self.n_experts > 1
+        need_pairs = self.spe_mode if self.lambda_spe > 0 and self.n_experts > 1 else None
         out, gates = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], need_pairs)
         f, items = out.hidden, self.item_embedding.weight
         l_rec = F.cross_entropy(f @ items.t() / self.temperature, interaction[self.POS_ITEM_ID])
         zero = f.new_zeros(())
-        l_spe = self.lambda_spe * specialization_loss(out.pairs, items, self.spe_chunk_size, self.spe_epsilon) \
+        l_spe = self.lambda_spe * specialization_loss(out.own, out.pairs, items, self.spe_chunk_size,
+                                                      self.spe_epsilon, sampled=self.spe_mode == "sampled") \
             if need_pairs else zero
         l_al = self.mu_align * alignment_loss(out.own, f, self.temperature, self.align_stop_grad) \
             if self.mu_align > 0 and out.own is not None else zero

@@ -11,7 +11,9 @@ item distribution predicted by expert k on component j. The OCR garbles Eq. 11; 
 matched pairs agree with one another (numerator down), each expert's prediction on its own
 component differs from its predictions on the others' components (denominator up). Each KL is
 summed over items and averaged over users (numerator and denominator separately, then the ratio).
-Both means run over K(K-1) terms; with K = 1 the loss is 0.
+Both means run over K(K-1) terms; with K = 1 the loss is 0. ``spe_mode: sampled`` (config) is a
+documented cheaper estimate: one mismatched component per user and expert instead of all K-1, so
+2K expert encodings instead of K² (unbiased for the denominator's mean; the numerator is exact).
 
 Cost and memory: K² · B · |I| log-probabilities. The users are processed ``chunk_size`` at a time
 and, under autograd, each chunk is checkpointed (``torch.utils.checkpoint``): its log-probabilities
@@ -48,32 +50,41 @@ def alignment_loss(own: torch.Tensor, f: torch.Tensor, temperature: float, stop_
     return F.cross_entropy(logits.reshape(b * k, b), labels)
 
 
-def _spe_chunk_sums(pairs: torch.Tensor, items: torch.Tensor):
-    """Sums over a chunk of users of Σ_{k,k'} KL(p_kk||p_k'k') and Σ_{j,k} KL(p_kk||p_jk) (j=k terms are 0)."""
-    logp = torch.log_softmax(pairs @ items.t(), dim=-1)  # (c, K_j, K_k, |I|): log p_{j,k}
-    diag = logp.diagonal(dim1=1, dim2=2).permute(0, 2, 1)  # (c, K, |I|): log p_{k,k}
-    p = diag.exp()
-    numer = (p.unsqueeze(2) * (diag.unsqueeze(2) - diag.unsqueeze(1))).sum()  # [c, k, k', i]
-    denom = (p.unsqueeze(1) * (diag.unsqueeze(1) - logp)).sum()  # [c, j, k, i], p_kk broadcast over j
+def _spe_chunk_sums(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor):
+    """For a chunk of users: Σ_{k,k'} KL(p_kk || p_k'k') and Σ_{m,k} KL(p_kk || p_{j_m,k}) (self-pairs add 0).
+
+    ``own`` (c, K, d) = M_k(x_k); ``others`` (c, M, K, d) = M_k(x_{j_m}): all j (M = K) or sampled (M = 1).
+    """
+    log_own = torch.log_softmax(own @ items.t(), dim=-1)  # (c, K, |I|): log p_{k,k}
+    log_oth = torch.log_softmax(others @ items.t(), dim=-1)  # (c, M, K, |I|): log p_{j,k}
+    p = log_own.exp()
+    numer = (p.unsqueeze(2) * (log_own.unsqueeze(2) - log_own.unsqueeze(1))).sum()  # [c, k, k', i]
+    denom = (p.unsqueeze(1) * (log_own.unsqueeze(1) - log_oth)).sum()  # [c, m, k, i], p_kk broadcast over m
     return numer, denom
 
 
-def specialization_loss(pairs: torch.Tensor, items: torch.Tensor, chunk_size: int = 256,
-                        eps: float = 1e-6) -> torch.Tensor:
-    """Eqs. 11-13: ``pairs`` (B, K_j, K_k, d) = M_k(x_j) at the last position, ``items`` (|I|, d)."""
-    b, k = pairs.shape[:2]
-    if k < 2:
-        return pairs.new_zeros(())
-    chunk_size = max(1, int(chunk_size))
-    use_ckpt = torch.is_grad_enabled() and (pairs.requires_grad or items.requires_grad)
-    numer = denom = pairs.new_zeros(())
-    for start in range(0, b, chunk_size):
-        part = pairs[start:start + chunk_size]
-        if use_ckpt:
-            n_c, d_c = checkpoint(_spe_chunk_sums, part, items, use_reentrant=False)
-        else:
-            n_c, d_c = _spe_chunk_sums(part, items)
-        numer, denom = numer + n_c, denom + d_c
-    norm = b * k * (k - 1)
-    return (numer / norm) / (denom / norm + eps)
+def specialization_loss(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor, chunk_size: int = 256,
+                        eps: float = 1e-6, sampled: bool = False) -> torch.Tensor:
+    """Eqs. 11-13. ``own`` (B, K, d) = M_k(x_k) at the last position; ``items`` (|I|, d).
 
+    Exact (``sampled=False``): ``others`` (B, K_j, K_k, d) = M_k(x_j) for every pair (its diagonal
+    is ``own``). Cheaper estimate (``sampled=True``): ``others`` (B, 1, K, d) = M_k(x_j) for one
+    j ≠ k drawn uniformly per user and expert; the denominator's inner mean over j ≠ k is then
+    estimated by that one term (unbiased), and only 2K encodings are needed instead of K².
+    """
+    b, k = own.shape[:2]
+    if k < 2:
+        return own.new_zeros(())
+    chunk_size = max(1, int(chunk_size))
+    use_ckpt = torch.is_grad_enabled() and any(t.requires_grad for t in (own, others, items))
+    numer = denom = own.new_zeros(())
+    for start in range(0, b, chunk_size):
+        part = (own[start:start + chunk_size], others[start:start + chunk_size], items)
+        if use_ckpt:
+            n_c, d_c = checkpoint(_spe_chunk_sums, *part, use_reentrant=False)
+        else:
+            n_c, d_c = _spe_chunk_sums(*part)
+        numer, denom = numer + n_c, denom + d_c
+    numer = numer / (b * k * (k - 1))
+    denom = denom / (b * k * (1 if sampled else k - 1))
+    return numer / (denom + eps)

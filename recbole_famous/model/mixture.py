@@ -68,7 +68,8 @@ class MoEOutput:
     hidden: torch.Tensor  # F (B, n, d), or (B, d) at the last position when last_only
     gate_logits: Optional[torch.Tensor]  # g (B, K); None when the router is off
     own: Optional[torch.Tensor] = None  # M_j(x_j) for every j (B, K, [n,] d): dense path only
-    pairs: Optional[torch.Tensor] = None  # M_k(x_j) at the last position (B, K_j, K_k, d): need_pairs only
+    pairs: Optional[torch.Tensor] = None  # M_k(x_j) at the last position: (B, K_j, K_k, d) for need_pairs
+    #                                       "exact"; (B, 1, K, d), one random j != k per user, for "sampled"
     chosen: Optional[torch.Tensor] = None  # top-1 expert per user (B,): inference only
 
 
@@ -96,7 +97,7 @@ class MoELayer(nn.Module):
         expert = self.experts[j]
         return expert.forward_last(x, m) if last_only else expert(x, m)
 
-    def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: bool = False,
+    def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: Optional[str] = None,
                 force_expert: Optional[int] = None) -> MoEOutput:
         comps = self.router.components(h)  # (B, K, n, d)
         logits = self.router.gate_logits(comps, mask) if self.use_router else None
@@ -111,13 +112,18 @@ class MoELayer(nn.Module):
             hidden = sparse_dispatch(lambda j, x, m: self._run(j, x, m, last_only), comps, mask, top_idx, top_w)
             return MoEOutput(hidden, logits, chosen=top_idx[:, 0])
         pairs = None
-        if need_pairs and last_only:
+        if need_pairs == "exact" and last_only:
             flat = comps.reshape(b * k_all, *comps.shape[2:])  # row u*K + j = component j of user u
             flat_mask = mask.repeat_interleave(k_all, dim=0)
             pairs = torch.stack([e.forward_last(flat, flat_mask).view(b, k_all, -1) for e in self.experts], dim=2)
             own = pairs.diagonal(dim1=1, dim2=2).permute(0, 2, 1)  # (B, K, d): M_j(x_j)
         else:
             own = torch.stack([self._run(j, comps[:, j], mask, last_only) for j in range(k_all)], dim=1)
+            if need_pairs == "sampled" and last_only and k_all > 1:
+                users = torch.arange(b, device=h.device)
+                shift = torch.randint(1, k_all, (k_all, b), device=h.device)  # j = k + shift mod K, never k
+                pairs = torch.stack([e.forward_last(comps[users, (k + shift[k]) % k_all], mask)
+                                     for k, e in enumerate(self.experts)], dim=1).unsqueeze(1)  # (B, 1, K, d)
         if self.use_router:
             weights, top_idx, _ = top_k_gates(logits, top_k)
         else:
