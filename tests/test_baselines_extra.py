@@ -12,6 +12,7 @@ from recbole_famous.model.baselines.contrastive import anchored_nce, nt_xent
 from recbole_famous.model.baselines.crocodile import cross_covariance_loss
 from recbole_famous.model.baselines.duorec import SameTargetSampler
 from recbole_famous.model.baselines.emkd import mutual_distillation
+from recbole_famous.errors import UsageError
 from recbole_famous.runner import run
 from recbole_famous.trainer import Trainer
 
@@ -159,3 +160,10 @@ def test_model_trains_one_epoch_through_the_runner(model, quick_overrides, monke
     assert result["model"] == model and result["epochs_run"] == 1
     assert len(losses) == 1 and math.isfinite(losses[0]) and losses[0] > 0
     assert 0 <= result["test_result"]["ndcg@10"] <= result["test_result"]["hit@10"] <= 1
+
+
+@pytest.mark.parametrize("model, bad", [("DuoRec", {"contrast": "both"}), ("CL4SRec", {"crop_eta": 0})])
+def test_bad_setting_is_a_one_line_usage_error(model, bad, quick_overrides):
+    with pytest.raises(UsageError, match=next(iter(bad))) as info:
+        run(model, "mlslice", overrides={**quick_overrides, **bad})
+    assert "\n" not in str(info.value)
