@@ -1,7 +1,7 @@
 """Forward + backward of one Mamba block on the CPU: ours against mambapy 1.2.0, same run, same inputs.
 
     pip install mambapy==1.2.0 --no-deps   # benchmark-only dependency
-    nice python benchmarks/bench_mamba_scan.py [--batch 256 --length 50 --d-model 64 --d-state 32]
+    nice python benchmarks/bench_mamba_scan.py [--threads 1] [--batch 256 --length 50 --d-model 64 --d-state 16 32]
 
 Both blocks get the same weights (the parameter layouts are the same), so their outputs are
 compared too. Prints the median time per step of each, the ratio, and where our time goes: the
@@ -9,13 +9,17 @@ scan kernel's forward and backward timed alone on tensors of the block's sizes, 
 the projections, the convolution and the element-wise ops.
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recbole_famous.model.mamba import MambaBlock
-from recbole_famous.model.mamba.scan import load_extension
+import torch  # noqa: E402
+
+from recbole_famous.model.mamba import MambaBlock  # noqa: E402
+from recbole_famous.model.mamba.scan import load_extension  # noqa: E402
 
 
 def median_time(fn, repeats, warmup=1):
@@ -46,7 +50,10 @@ def main():
     ap.add_argument("--expand", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--mambapy-repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if load_extension() is None:
         raise SystemExit("the C++ selective scan did not compile; see the warning above")
     from mambapy.mamba import MambaBlock as MambapyBlock, MambaConfig
@@ -82,9 +89,9 @@ def breakdown(block, x, repeats):
         wT = block.conv1d.weight.view(Di, -1).t().contiguous()
         xc = ext.conv_silu_fwd(xz[..., :Di], wT, block.conv1d.bias)
         xdbl = block.x_proj(xc)
-        dp = block.dt_proj(xdbl[..., :R]).contiguous()
+        dp = torch.nn.functional.softplus(block.dt_proj(xdbl[..., :R])).contiguous()
         At = (-torch.exp(block.A_log)).t().contiguous()
-        args = (xc, dp, At, xdbl[..., R:R + N], xdbl[..., R + N:], block.D.detach(), xz[..., Di:], True)
+        args = (xc, dp, At, xdbl[..., R:R + N], xdbl[..., R + N:], block.D.detach(), xz[..., Di:])
         out, y = ext.scan_fwd(*args)
         g = torch.randn_like(out)
         gxz = torch.empty_like(xz)

@@ -5,13 +5,14 @@ counterpart of mamba-ssm's ``mamba_inner_fn`` (which fuses the same steps on CUD
     xc     = silu(causal depthwise conv(x))                  C++ kernel
     xdbl   = xc @ x_proj^T ;  dt, B, C = split(xdbl)         matmul
     dp     = dt @ dt_proj^T + dt_bias                        matmul
-    out    = (scan(xc, softplus(dp), A, B, C) + D xc) * silu(z)   C++ kernel
+    out    = (scan(xc, softplus(dp), A, B, C) + D xc) * silu(z)   C++ kernel (softplus: torch)
 
 The backward is written by hand: the scan kernel writes dL/dz straight into the gradient of
 ``xz`` and the convolution's backward writes dL/dx into its other half, so no gradient of the
 size of ``xz`` is ever concatenated, and B, C and z are read in place (no copies).
 """
 import torch
+import torch.nn.functional as F
 
 from recbole_famous.model.mamba import scan as _scan
 
@@ -34,7 +35,7 @@ class MambaInnerCpu(torch.autograd.Function):
                          dt_proj_w.t()).view(Bt, L, Di)
         At, Dv = A.t().to(dt).contiguous(), D.to(dt).contiguous()
         Bm, Cm, z = xdbl[..., R:R + N], xdbl[..., R + N:], xz[..., Di:]
-        out, y = ext.scan_fwd(xc, dp, At, Bm, Cm, Dv, z, True)
+        out, y = ext.scan_fwd(xc, F.softplus(dp), At, Bm, Cm, Dv, z)
         ctx.save_for_backward(xz, wT, bias, x_proj_w, dt_proj_w, At, Dv, xc, xdbl, dp, y)
         ctx.has_conv_b = conv_b is not None
         return out.to(ctx.dtypes[0])
@@ -47,9 +48,9 @@ class MambaInnerCpu(torch.autograd.Function):
         N, R = At.shape[0], dt_proj_w.shape[1]
         gxz = torch.empty_like(xz)
         Bm, Cm, z = xdbl[..., R:R + N], xdbl[..., R + N:], xz[..., Di:]
-        gxc, gdp, gAt, gB, gC, gD = ext.scan_bwd(xc, dp, At, Bm, Cm, Dv, z, True, y,
-                                                gout.to(xc.dtype), gxz[..., Di:])
-        gdp2 = gdp.view(-1, Di)
+        gxc, gdelta, gAt, gB, gC, gD = ext.scan_bwd(xc, F.softplus(dp), At, Bm, Cm, Dv, z, y,
+                                                   gout.to(xc.dtype), gxz[..., Di:])
+        gdp2 = gdelta.mul_(torch.sigmoid(dp)).view(-1, Di)
         dt_low = xdbl.view(-1, xdbl.shape[-1])[:, :R]
         gxdbl = torch.cat([gdp2 @ dt_proj_w, gB.view(-1, N), gC.view(-1, N)], dim=1)
         g_dt_w = gdp2.t() @ dt_low

@@ -103,10 +103,11 @@ class _CppScan(torch.autograd.Function):
         dt = kernel_dtype(u)
         Dv = torch.zeros(u.shape[2], dtype=dt) if D is None else D.to(dt).contiguous()
         zz = torch.empty(0, dtype=dt) if z is None else rows(z, dt)
-        ins = (u.to(dt).contiguous(), delta.to(dt).contiguous(), A.t().to(dt).contiguous(),
-               rows(Bm, dt), rows(Cm, dt), Dv, zz)
-        out, y = _ext.scan_fwd(*ins, delta_softplus)
-        ctx.save_for_backward(*ins, y)
+        dp = delta.to(dt).contiguous()
+        ins = (u.to(dt).contiguous(), F.softplus(dp) if delta_softplus else dp,
+               A.t().to(dt).contiguous(), rows(Bm, dt), rows(Cm, dt), Dv, zz)
+        out, y = _ext.scan_fwd(*ins)
+        ctx.save_for_backward(*ins, y, dp if delta_softplus else None)
         ctx.flags = (delta_softplus, D is not None, z is not None)
         ctx.dtypes = [x.dtype for x in (u, delta, A, Bm, Cm)] + [
             None if D is None else D.dtype, None if z is None else z.dtype]
@@ -114,10 +115,12 @@ class _CppScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gout):
-        *ins, y = ctx.saved_tensors
+        *ins, y, dp = ctx.saved_tensors
         softplus, has_d, has_z = ctx.flags
         gz = torch.empty_like(ins[6]) if has_z else torch.empty(0, dtype=y.dtype)
-        gu, gdelta, gAt, gB, gC, gD = _ext.scan_bwd(*ins, softplus, y, gout.to(y.dtype), gz)
+        gu, gdelta, gAt, gB, gC, gD = _ext.scan_bwd(*ins, y, gout.to(y.dtype), gz)
+        if softplus:
+            gdelta = gdelta * torch.sigmoid(dp)
         grads = [gu, gdelta, gAt.t(), gB, gC, gD if has_d else None, gz if has_z else None]
         return tuple(None if g is None else g.to(dt) for g, dt in zip(grads, ctx.dtypes)) + (None,)
 

@@ -1,10 +1,11 @@
 // CPU kernels of the Mamba block (Gu & Dao, 2023, Alg. 2), forward and hand-written backward.
 //
-// 1. Selective scan with the block's element-wise ends fused in. For every row (b, t), channel d
-//    and state n, with delta = softplus(dp) (or dp itself when softplus is off):
+// 1. Selective scan with the D skip and the gate fused in. For every row (b, t), channel d and
+//    state n:
 //        h_t[d,n] = exp(delta_t[d] A[d,n]) h_{t-1}[d,n] + delta_t[d] B_t[n] u_t[d],   h_{-1} = 0
 //        y_t[d]   = sum_n C_t[n] h_t[d,n] + D[d] u_t[d]
 //        out_t[d] = y_t[d] * silu(z_t[d])            (or y_t[d] when there is no z)
+//    (delta's softplus stays in PyTorch, vectorised there.)
 //    Backward: the states are recomputed one (row, channel block) at a time, nothing of size
 //    B*L*D*N is ever stored; then one reverse sweep with g_t = dL/dh_t (total):
 //        g_t            = gy_t[d] C_t[n] + exp(delta_{t+1} A) g_{t+1}
@@ -33,8 +34,6 @@ namespace {
 
 constexpr int64_t DB = 32;  // channels per block
 
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
-template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(std::exp(x)); }
 
 // Stride between rows r = b*L + t of a (B, L, C) view, which must have unit channel stride.
 int64_t row_stride(const torch::Tensor& x, const char* name) {
@@ -47,31 +46,30 @@ int64_t row_stride(const torch::Tensor& x, const char* name) {
 
 template <typename T>
 struct Scan {
-  const T *u, *dp, *At, *Bm, *Cm, *Dv, *z;
+  const T *u, *delta, *At, *Bm, *Cm, *Dv, *z;
   int64_t L, Di, N, sB, sC, sZ;
-  bool softplus_on;
 
-  // delta, u, delta*u (and sigmoid(dp) when wanted) for row r, block d0, zero-padded to DB.
-  void load_row(int64_t r, int64_t d0, int64_t nd, T* dl, T* uu, T* w, T* dsp) const {
-    for (int64_t d = 0; d < DB; ++d) {
-      const bool in = d < nd;
-      const T p = in ? dp[r * Di + d0 + d] : T(0);
-      dl[d] = in ? (softplus_on ? softplus(p) : p) : T(0);
-      uu[d] = in ? u[r * Di + d0 + d] : T(0);
-      w[d] = dl[d] * uu[d];
-      if (dsp) dsp[d] = softplus_on ? (p > T(20) ? T(1) : sigmoid(p)) : T(1);
-    }
-  }
-
-  void pack_A(int64_t d0, int64_t nd, T* Ab) const {
+  // Per (row b, block d0), for all t: delta, u and delta*u, zero-padded to DB; A block as (N, DB).
+  void prologue(int64_t b, int64_t d0, int64_t nd, T* Ab, T* DL, T* U, T* W) const {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < DB; ++d) Ab[n * DB + d] = d < nd ? At[n * Di + d0 + d] : T(0);
+    std::fill(DL, DL + L * DB, T(0));
+    std::fill(U, U + L * DB, T(0));
+    for (int64_t t = 0; t < L; ++t) {
+      const T* dl = delta + (b * L + t) * Di + d0;
+      const T* uu = u + (b * L + t) * Di + d0;
+      T *dlt = DL + t * DB, *ut = U + t * DB;
+      SIMD
+      for (int64_t d = 0; d < nd; ++d) { dlt[d] = dl[d]; ut[d] = uu[d]; }
+    }
+    SIMD
+    for (int64_t i = 0; i < L * DB; ++i) W[i] = DL[i] * U[i];
   }
 
   static void exp_block(const T* __restrict__ Ab, const T* __restrict__ dl, T* __restrict__ E,
                         int64_t N) {
     for (int64_t n = 0; n < N; ++n) {
-SIMD
+      SIMD
       for (int64_t d = 0; d < DB; ++d) E[n * DB + d] = std::exp(dl[d] * Ab[n * DB + d]);
     }
   }
@@ -81,36 +79,46 @@ SIMD
     T* Ab = buf.data();
     T* h = Ab + N * DB;
     T* E = h + N * DB;
-    T *dl = E + N * DB, *uu = dl + DB, *w = uu + DB, *acc = w + DB;
-    pack_A(d0, nd, Ab);
+    T *acc = E + N * DB, *DL = acc + DB, *U = DL + L * DB, *W = U + L * DB;
+    prologue(b, d0, nd, Ab, DL, U, W);
     std::fill(h, h + N * DB, T(0));
     for (int64_t t = 0; t < L; ++t) {
       const int64_t r = b * L + t;
-      load_row(r, d0, nd, dl, uu, w, nullptr);
+      const T *dl = DL + t * DB, *w = W + t * DB, *uu = U + t * DB;
       exp_block(Ab, dl, E, N);
       std::fill(acc, acc + DB, T(0));
       for (int64_t n = 0; n < N; ++n) {
         const T bn = Bm[r * sB + n], cn = Cm[r * sC + n];
         T* __restrict__ hn = h + n * DB;
         const T* __restrict__ en = E + n * DB;
-SIMD
+        SIMD
         for (int64_t d = 0; d < DB; ++d) {
           const T hv = en[d] * hn[d] + w[d] * bn;
           hn[d] = hv;
           acc[d] += cn * hv;
         }
       }
-      for (int64_t d = 0; d < nd; ++d) {
-        const T y = acc[d] + Dv[d0 + d] * uu[d];
-        if (ysave) ysave[r * Di + d0 + d] = y;
-        const T zz = z ? z[r * sZ + d0 + d] : T(0);
-        out[r * Di + d0 + d] = z ? y * zz * sigmoid(zz) : y;
+      const T* Dd = Dv + d0;
+      T* o = out + r * Di + d0;
+      SIMD
+      for (int64_t d = 0; d < nd; ++d) acc[d] += Dd[d] * uu[d];
+      if (z) {
+        const T* zz = z + r * sZ + d0;
+        T* ys = ysave + r * Di + d0;
+        SIMD
+        for (int64_t d = 0; d < nd; ++d) {
+          ys[d] = acc[d];
+          o[d] = acc[d] * zz[d] / (T(1) + std::exp(-zz[d]));
+        }
+      } else {
+        SIMD
+        for (int64_t d = 0; d < nd; ++d) o[d] = acc[d];
       }
     }
   }
 
-  // Gradients for row b, block d0. gy_in: dL/dout; ysave: y before the gate (needed with z).
-  void backward(int64_t b, int64_t d0, const T* gout, const T* ysave, T* gu, T* gdp, T* gB,
+  // Gradients for row b, block d0, given dL/dout; ysave: y before the gate (used with z).
+  void backward(int64_t b, int64_t d0, const T* gout, const T* ysave, T* gu, T* gdelta, T* gB,
                 T* gC, T* gz, int64_t sGZ, T* gAt, T* gD, std::vector<T>& buf) const {
     const int64_t nd = std::min(DB, Di - d0);
     const int64_t S = N * DB;
@@ -119,42 +127,46 @@ SIMD
     T* E = H + (L + 1) * S;   // L * S
     T* G = E + L * S;         // S
     T* gA = G + S;            // S
-    T *dl = gA + S, *uu = dl + DB, *w = uu + DB, *dsp = w + DB, *gy = dsp + DB, *s1 = gy + DB,
+    T *DL = gA + S, *U = DL + L * DB, *W = U + L * DB, *gy = W + L * DB, *s1 = gy + DB,
       *s2 = s1 + DB;
-    pack_A(d0, nd, Ab);
+    prologue(b, d0, nd, Ab, DL, U, W);
     std::fill(H, H + S, T(0));
     for (int64_t t = 0; t < L; ++t) {
       const int64_t r = b * L + t;
-      load_row(r, d0, nd, dl, uu, w, nullptr);
+      const T* w = W + t * DB;
       T* Et = E + t * S;
-      exp_block(Ab, dl, Et, N);
+      exp_block(Ab, DL + t * DB, Et, N);
       for (int64_t n = 0; n < N; ++n) {
         const T bn = Bm[r * sB + n];
         const T* __restrict__ hp = H + t * S + n * DB;
         T* __restrict__ hc = H + (t + 1) * S + n * DB;
         const T* __restrict__ en = Et + n * DB;
-SIMD
+        SIMD
         for (int64_t d = 0; d < DB; ++d) hc[d] = en[d] * hp[d] + w[d] * bn;
       }
     }
     std::fill(G, G + 2 * S, T(0));  // G and gA
+    std::fill(gy, gy + DB, T(0));   // lanes d >= nd stay zero
     for (int64_t t = L - 1; t >= 0; --t) {
       const int64_t r = b * L + t;
-      load_row(r, d0, nd, dl, uu, w, dsp);
-      for (int64_t d = 0; d < DB; ++d) {
-        if (d >= nd) { gy[d] = T(0); continue; }
-        const T go = gout[r * Di + d0 + d];
-        if (z) {
-          const T zz = z[r * sZ + d0 + d], sg = sigmoid(zz);
-          gy[d] = go * zz * sg;
-          gz[r * sGZ + d0 + d] = go * ysave[r * Di + d0 + d] * sg * (T(1) + zz * (T(1) - sg));
-        } else {
-          gy[d] = go;
+      const T *dl = DL + t * DB, *uu = U + t * DB, *w = W + t * DB;
+      const T* go = gout + r * Di + d0;
+      if (z) {
+        const T* zz = z + r * sZ + d0;
+        const T* ys = ysave + r * Di + d0;
+        T* gzz = gz + r * sGZ + d0;
+        SIMD
+        for (int64_t d = 0; d < nd; ++d) {
+          const T sg = T(1) / (T(1) + std::exp(-zz[d]));
+          gy[d] = go[d] * zz[d] * sg;
+          gzz[d] = go[d] * ys[d] * sg * (T(1) + zz[d] * (T(1) - sg));
         }
-        gD[d0 + d] += gy[d] * uu[d];
-        s1[d] = T(0);
-        s2[d] = T(0);
+      } else {
+        SIMD
+        for (int64_t d = 0; d < nd; ++d) gy[d] = go[d];
       }
+      SIMD
+      for (int64_t d = 0; d < DB; ++d) { gD[d] += gy[d] * uu[d]; s1[d] = T(0); s2[d] = T(0); }
       for (int64_t n = 0; n < N; ++n) {
         const T bn = Bm[r * sB + n], cn = Cm[r * sC + n];
         const T* __restrict__ An = Ab + n * DB;
@@ -164,7 +176,7 @@ SIMD
         T* __restrict__ Gn = G + n * DB;
         T* __restrict__ gAn = gA + n * DB;
         T accB = T(0), accC = T(0);
-SIMD_REDUCE_BC
+        SIMD_REDUCE_BC
         for (int64_t d = 0; d < DB; ++d) {
           const T g = Gn[d] + gy[d] * cn;
           accC += gy[d] * hc[d];
@@ -178,9 +190,12 @@ SIMD_REDUCE_BC
         gB[r * N + n] += accB;
         gC[r * N + n] += accC;
       }
+      const T* Dd = Dv + d0;
+      T *gdd = gdelta + r * Di + d0, *guu = gu + r * Di + d0;
+      SIMD
       for (int64_t d = 0; d < nd; ++d) {
-        gdp[r * Di + d0 + d] = (s1[d] + uu[d] * s2[d]) * dsp[d];
-        gu[r * Di + d0 + d] = dl[d] * s2[d] + gy[d] * Dv[d0 + d];
+        gdd[d] = s1[d] + uu[d] * s2[d];
+        guu[d] = dl[d] * s2[d] + gy[d] * Dd[d];
       }
     }
     for (int64_t n = 0; n < N; ++n)
@@ -189,14 +204,14 @@ SIMD_REDUCE_BC
 };
 
 template <typename T>
-Scan<T> make_scan(const torch::Tensor& u, const torch::Tensor& dp, const torch::Tensor& At,
+Scan<T> make_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& At,
                   const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dv,
-                  const torch::Tensor& z, bool softplus_on) {
+                  const torch::Tensor& z) {
   const bool has_z = z.numel() > 0;
-  return Scan<T>{u.data_ptr<T>(), dp.data_ptr<T>(), At.data_ptr<T>(), Bm.data_ptr<T>(),
+  return Scan<T>{u.data_ptr<T>(), delta.data_ptr<T>(), At.data_ptr<T>(), Bm.data_ptr<T>(),
                  Cm.data_ptr<T>(), Dv.data_ptr<T>(), has_z ? z.data_ptr<T>() : nullptr,
                  u.size(1), u.size(2), At.size(0), row_stride(Bm, "B"), row_stride(Cm, "C"),
-                 has_z ? row_stride(z, "z") : 0, softplus_on};
+                 has_z ? row_stride(z, "z") : 0};
 }
 
 void check_scan(const torch::Tensor& u, const torch::Tensor& dp, const torch::Tensor& At,
@@ -219,28 +234,27 @@ void check_scan(const torch::Tensor& u, const torch::Tensor& dp, const torch::Te
 // Returns (out, y): out = y * silu(z) (out is y when z is empty); y is kept for the backward.
 std::vector<torch::Tensor> scan_fwd(torch::Tensor u, torch::Tensor dp, torch::Tensor At,
                                     torch::Tensor Bm, torch::Tensor Cm, torch::Tensor Dv,
-                                    torch::Tensor z, bool softplus_on) {
+                                    torch::Tensor z) {
   check_scan(u, dp, At, Bm, Cm, Dv, z);
   const int64_t Bt = u.size(0), L = u.size(1), Di = u.size(2), N = At.size(0);
   auto out = torch::empty_like(u);
   auto y = z.numel() > 0 ? torch::empty_like(u) : out;
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "scan_fwd", [&] {
-    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z, softplus_on);
+    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z);
     scalar_t* ys = z.numel() > 0 ? y.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> buf(3 * N * DB + 4 * DB);
+      std::vector<scalar_t> buf(3 * N * DB + DB + 3 * L * DB);
       for (int64_t b = b0; b < b1; ++b)
         for (int64_t d0 = 0; d0 < Di; d0 += DB) s.forward(b, d0, out.data_ptr<scalar_t>(), ys, buf);
     });
   });
-  (void)L;
-  return {out, y};
+    return {out, y};
 }
 
 // Returns (gu, gdp, gAt, gB, gC, gD); writes dL/dz into gz (same shape as z, any row stride).
 std::vector<torch::Tensor> scan_bwd(torch::Tensor u, torch::Tensor dp, torch::Tensor At,
                                     torch::Tensor Bm, torch::Tensor Cm, torch::Tensor Dv,
-                                    torch::Tensor z, bool softplus_on, torch::Tensor y,
+                                    torch::Tensor z, torch::Tensor y,
                                     torch::Tensor gout, torch::Tensor gz) {
   check_scan(u, dp, At, Bm, Cm, Dv, z);
   gout = gout.contiguous();
@@ -254,24 +268,24 @@ std::vector<torch::Tensor> scan_bwd(torch::Tensor u, torch::Tensor dp, torch::Te
   auto gC = torch::zeros({Bt, L, N}, u.options());
   const int64_t nthreads = at::get_num_threads();
   auto gA_parts = torch::zeros({nthreads, N, Di}, u.options());
-  auto gD_parts = torch::zeros({nthreads, Di}, u.options());
+  auto gD_parts = torch::zeros({nthreads, Di + DB}, u.options());  // DB spare lanes
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "scan_bwd", [&] {
-    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z, softplus_on);
+    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z);
     const int64_t sGZ = z.numel() > 0 ? row_stride(gz, "gz") : 0;
     scalar_t* gzp = z.numel() > 0 ? gz.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
       const int64_t tid = at::get_thread_num();
-      std::vector<scalar_t> buf((2 * L + 4) * N * DB + 7 * DB);
+      std::vector<scalar_t> buf((2 * L + 4) * N * DB + 3 * L * DB + 3 * DB);
       for (int64_t b = b0; b < b1; ++b)
         for (int64_t d0 = 0; d0 < Di; d0 += DB)
           s.backward(b, d0, gout.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
                      gu.data_ptr<scalar_t>(), gdp.data_ptr<scalar_t>(), gB.data_ptr<scalar_t>(),
                      gC.data_ptr<scalar_t>(), gzp, sGZ,
                      gA_parts.data_ptr<scalar_t>() + tid * N * Di,
-                     gD_parts.data_ptr<scalar_t>() + tid * Di, buf);
+                     gD_parts.data_ptr<scalar_t>() + tid * (Di + DB) + d0, buf);
     });
   });
-  return {gu, gdp, gA_parts.sum(0), gB, gC, gD_parts.sum(0)};
+  return {gu, gdp, gA_parts.sum(0), gB, gC, gD_parts.sum(0).narrow(0, 0, Di).contiguous()};
 }
 
 // xc = silu(causal depthwise conv(x)); x (B, L, D) with any row stride, wT (K, D), bias (D).
