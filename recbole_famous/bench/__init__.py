@@ -1,0 +1,16 @@
+"""Side-by-side benchmark, ablations and the paper's analyses (FamouSRec, WWW 2025: Table 2, Table 3,
+Figure 4, Table 5, Figures 1-2, Appendix A.4), as commands that write run JSONs, tables and plots.
+
+Modules, one concept each:
+
+* ``plan``: budget profiles (``props/bench/<name>.yaml``) and the model x dataset x seed run list;
+* ``runs``: run one planned run in a subprocess through ``recbole_famous.runner.run``, one JSON per run,
+  resume without rerunning finished runs;
+* ``worker``: what that subprocess executes (train, test, efficiency, peak memory);
+* ``efficiency``: parameters (total, active per user), inference time per 1,000 users;
+* ``checkpoint``: rebuild a finished run's model and data and load its best checkpoint;
+* ``table``: Table-2-style Markdown and CSV (mean ± spread over seeds, best/second best, improvement);
+* ``ablations``: Table 3 / Figure 4 / Table 5 as FamouSRec config variants;
+* ``analysis`` and ``plots``: Figure 1, Figure 2, expert shares, Appendix A.4;
+* ``__main__``: ``python -m recbole_famous.bench {run,table,ablations,analyze}``.
+"""

@@ -1,0 +1,165 @@
+"""``python -m recbole_famous.bench {run,status,table,ablations,analyze}``: the benchmark's command line.
+
+  run        train and test a model list under a budget profile, one run at a time, resumable
+  status     list the planned runs and which have finished, failed, are running or pending
+  table      the Table-2-style Markdown and CSV (with efficiency columns) from finished runs
+  ablations  Table 3 / Figure 4 / Table 5 (and the Figure-2 single encoders) as FamouSRec variants
+  analyze    Figure 1, Figure 2, expert shares and Appendix A.4 from trained checkpoints
+
+Bad input gives one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+import yaml
+
+from recbole_famous.errors import UsageError
+
+DEFAULT_DOCS = os.path.join("docs", "results")
+
+
+def _list(text):
+    return [t for t in (text or "").split(",") if t] or None
+
+
+def _seeds(text):
+    try:
+        return [int(s) for s in _list(text)] if text else None
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _sets(pairs):
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UsageError(f"--set takes KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"--set {key}: value {value!r} is not valid yaml") from None
+    return out
+
+
+def _command(argv) -> str:
+    return "python -m recbole_famous.bench " + " ".join(shlex.quote(a) for a in argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m recbole_famous.bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, datasets=True):
+        sp.add_argument("--profile", default="cpu", help="budget profile: props/bench/NAME.yaml or a yaml path")
+        sp.add_argument("--out", default=os.path.join("results", "bench"), help="run records (default results/bench)")
+        sp.add_argument("--docs", default=DEFAULT_DOCS, help="where tables and plots go (default docs/results)")
+        if datasets:
+            sp.add_argument("--datasets", help="comma-separated, default: the profile's")
+
+    for name in ("run", "status", "table"):
+        sp = sub.add_parser(name)
+        common(sp)
+        sp.add_argument("--models", help="comma-separated model names, default: the profile's")
+        sp.add_argument("--seeds", help="comma-separated seeds, default: the profile's (per model)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra RecBole key for every run")
+        if name == "run":
+            sp.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+        if name == "table":
+            sp.add_argument("--ours", default="FamouSRec", help="the model whose improvement is reported")
+    sp = sub.add_parser("ablations")
+    common(sp, datasets=False)
+    sp.add_argument("--dataset", default="Instruments")
+    sp.add_argument("--seeds", help="comma-separated, default: the profile's seeds for FamouSRec")
+    sp.add_argument("--only", help="comma-separated groups: table3, figure4, figure2, table5 (default all)")
+    sp.add_argument("--report-only", action="store_true", help="write the tables from finished runs, train nothing")
+    sp.add_argument("--retry-failed", action="store_true")
+    sp = sub.add_parser("analyze")
+    common(sp, datasets=False)
+    sp.add_argument("--dataset", default="Instruments")
+    sp.add_argument("--seed", type=int, help="which seed's checkpoints (default: the profile's first)")
+    return p
+
+
+def _docs_dir(args, profile) -> str:
+    return os.path.join(args.docs, profile.name)
+
+
+def _write_table(records, args, profile, argv, echo) -> None:
+    from recbole_famous.bench import table
+
+    if not records:
+        echo("no finished runs yet: no table")
+        return
+    order = list(getattr(args, "models_list", None) or profile.models)
+    out = _docs_dir(args, profile)
+    paths = table.write(records, out, profile.name, profile.description, getattr(args, "ours", "FamouSRec"), order)
+    with open(paths[0], "a", encoding="utf-8") as f:
+        f.write(f"\nMade by: `{_command(argv)}` (from the run records under `{args.out}`).\n")
+    echo("wrote " + ", ".join(paths))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    echo = lambda msg: print(msg, flush=True)  # noqa: E731
+    try:
+        return _dispatch(args, argv, echo)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args, argv, echo) -> int:
+    from recbole_famous.bench import plan, runs
+
+    profile = plan.load_profile(args.profile)
+    if args.command in ("run", "status", "table"):
+        args.models_list = _list(args.models)
+        specs = plan.plan(profile, args.models_list, _list(args.datasets), _seeds(args.seeds), _sets(args.set))
+        if args.command == "status":
+            for spec in specs:
+                echo(f"{runs.state(args.out, spec):9s} {spec.dataset:12s} {spec.label:28s} seed {spec.seed}")
+            return 0
+        if args.command == "run":
+            counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads)
+            echo(f"benchmark: {counts}")
+        records = [r for r in (runs.load_record(runs.record_path(args.out, s)) for s in specs) if r]
+        _write_table(records, args, profile, argv, echo)
+        return 0 if args.command == "table" or counts["failed"] == 0 else 1
+    if args.command == "ablations":
+        from recbole_famous.bench import ablations
+
+        groups = ablations.check_groups(_list(args.only))
+        seeds = _seeds(args.seeds) or list(profile.seeds_for(ablations.MODEL))
+        failed = 0
+        if not args.report_only:
+            counts = runs.run_all(ablations.specs(profile, args.dataset, seeds, groups), args.out,
+                                  args.retry_failed, echo, threads=profile.threads)
+            failed = counts["failed"]
+        paths = ablations.report(profile, args.dataset, seeds, args.out, _docs_dir(args, profile), groups, echo)
+        with open(paths[0], "a", encoding="utf-8") as f:
+            f.write(f"\nMade by: `{_command(argv)}`.\n")
+        echo("wrote " + ", ".join(paths))
+        return 1 if failed else 0
+    if args.command == "analyze":
+        from recbole_famous.bench import report
+
+        seed = args.seed if args.seed is not None else profile.seeds_for("FamouSRec")[0]
+        paths = report.analyze(profile, args.dataset, seed, args.out, _docs_dir(args, profile), _command(argv), echo)
+        echo("wrote " + ", ".join(paths))
+        return 0
+    raise UsageError(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

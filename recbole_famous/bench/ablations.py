@@ -1,0 +1,184 @@
+"""The paper's ablation suite as FamouSRec config variants (FamouSRec, WWW 2025, Table 3, Figure 4, Table 5).
+
+* ``table3``: the full model and, one change each (keys of ``props/model/FamouSRec.yaml``):
+  w/o router (``use_router: false``: the experts' outputs averaged), w/o frequency-domain learning
+  (``frequency_learning: false``: a linear map per expert instead of FFT + filters), w/o load balance
+  (``gamma_balance: 0``), w/o L_spe (``lambda_spe: 0``), w/o L_al (``mu_align: 0``).
+* ``figure4``: homogeneous mixtures, K copies of one kind (K = the full model's number of experts), against
+  the heterogeneous full model.
+* ``figure2``: single encoders with one learnable frequency filter in front (``experts: [kind]``, no router,
+  no auxiliary losses), trained for the filter-amplitude analysis (``analysis.filter_amplitudes``).
+* ``table5``: no training; the full model's checkpoint evaluated with every user forced to one expert at
+  inference (``force_expert``), against learned routing.
+
+The full model is the benchmark's own FamouSRec run (same record, never trained twice). Every variant is a
+benchmark run (``runs.py``): one JSON each, resumable. Table 5 evaluations are cached as JSON too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+
+from recbole_famous.bench import plots, runs, table
+from recbole_famous.bench.plan import make_spec
+from recbole_famous.config import PROPS_DIR, read_yaml
+from recbole_famous.errors import UsageError
+
+MODEL = "FamouSRec"
+GROUPS = ("table3", "figure4", "figure2", "table5")
+TABLE3 = OrderedDict([
+    ("", ("full", {})),
+    ("wo_router", ("w/o router", {"use_router": False})),
+    ("wo_freq", ("w/o frequency-domain learning", {"frequency_learning": False})),
+    ("wo_balance", ("w/o load balance", {"gamma_balance": 0.0})),
+    ("wo_spe", ("w/o L_spe", {"lambda_spe": 0.0})),
+    ("wo_align", ("w/o L_al", {"mu_align": 0.0})),
+])
+SINGLE_KINDS = ("attention", "gru", "mamba")
+
+
+def default_experts(profile) -> list:
+    experts = profile.model_config.get(MODEL, {}).get("experts") or profile.config.get("experts")
+    if not experts:
+        path = os.path.join(PROPS_DIR, "model", f"{MODEL}.yaml")
+        experts = read_yaml(path).get("experts") if os.path.isfile(path) else None
+    return list(experts or ["attention", "gru", "mamba", "mlp"])
+
+
+def variants(profile, groups=GROUPS) -> "OrderedDict":
+    """``{variant name: (group, display name, config keys)}`` of the trained variants in ``groups``."""
+    out = OrderedDict()
+    if "table3" in groups or "figure4" in groups or "table5" in groups:
+        out[""] = ("table3", "full (heterogeneous)", {})
+    if "table3" in groups:
+        for name, (display, keys) in list(TABLE3.items())[1:]:
+            out[name] = ("table3", display, keys)
+    if "figure4" in groups:
+        k = len(default_experts(profile))
+        for kind in ("attention", "gru", "mamba", "mlp"):
+            out[f"all_{kind}"] = ("figure4", f"all {kind} (x{k})", {"experts": [kind] * k})
+    if "figure2" in groups:
+        for kind in SINGLE_KINDS:
+            out[f"filter_{kind}"] = ("figure2", f"filter + {kind}", {
+                "experts": [kind], "use_router": False, "lambda_spe": 0.0, "mu_align": 0.0, "gamma_balance": 0.0})
+    return out
+
+
+def specs(profile, dataset: str, seeds, groups=GROUPS) -> list:
+    return [make_spec(profile, MODEL, dataset, seed, name, keys)
+            for name, (_, _, keys) in variants(profile, groups).items() for seed in seeds]
+
+
+def check_groups(groups) -> list:
+    groups = list(groups or GROUPS)
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        raise UsageError(f"unknown ablation group(s) {bad}; known: {list(GROUPS)}")
+    return groups
+
+
+def forced_expert_results(record: dict, out_dir: str) -> dict:
+    """Table 5 for one full-model record: ``{"learned": metrics, "<j>:<kind>": metrics}`` (cached as JSON)."""
+    from recbole_famous.bench import checkpoint
+    from recbole_famous.trainer import Trainer
+
+    spec = record["spec"]
+    cache = os.path.join(out_dir, "ablations", spec["profile"], spec["dataset"], f"table5-seed{spec['seed']}.json")
+    if os.path.isfile(cache):
+        with open(cache, encoding="utf-8") as f:
+            return json.load(f)
+    base = checkpoint.load_run(record)
+    data = (base.config, base.train_data, base.valid_data, base.test_data)
+    results = OrderedDict()
+    tb_dir = os.path.join(out_dir, "runner", "table5")
+    os.makedirs(tb_dir, exist_ok=True)
+    choices = [("learned", None)] + [(f"{j}:{k}", j) for j, k in enumerate(base.model.kinds)]
+    for name, force in choices:
+        loaded = base if force is None else checkpoint.load_run(record, {"force_expert": force}, data=data)
+        trainer = Trainer(loaded.config, loaded.model, tb_dir)
+        results[name] = {k: float(v) for k, v in trainer.evaluate(loaded.test_data, load_best_model=False).items()}
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    os.replace(cache + ".tmp", cache)
+    return results
+
+
+def _stats(records, key):
+    return table.mean_std([r["metrics"].get(key) for r in records])
+
+
+def _fmt(mean, std) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+
+
+def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROUPS, echo=print) -> list:
+    """Write ``ablations.md`` / ``ablations.csv`` and the Figure-4 and Table-5 plots from finished runs."""
+    found = {}
+    for name, (group, display, _) in variants(profile, groups).items():
+        recs = [runs.load_record(runs.record_path(out_dir, s)) for s in specs(profile, dataset, seeds, groups)
+                if s.variant == name]
+        found[name] = (group, display, [r for r in recs if r])
+    full = found.get("", (None, None, []))[2]
+    lines = [f"## Ablations of FamouSRec on {dataset}", "",
+             f"Budget profile **`{profile.name}`**: {profile.description}. Test metrics, full ranking; mean ± "
+             "sample std over the seeds that finished (n = seeds); Δ = relative change of NDCG@10 vs the full model.", ""]
+    rows = []
+    f_mean = _stats(full, "ndcg@10")[0]
+    for group, title in (("table3", "Table 3: components"), ("figure4", "Figure 4: homogeneous vs heterogeneous experts"),
+                         ("figure2", "Single encoders with one learnable filter in front (for Figure 2)")):
+        if group not in groups:
+            continue
+        lines += [f"### {title}", "", "| variant | n | HR@10 | NDCG@10 | HR@5 | NDCG@5 | Δ NDCG@10 |", "|---|---:|---:|---:|---:|---:|---:|"]
+        names = [n for n, (g, _, _) in found.items() if g == group or (n == "" and group == "figure4")]
+        for name in names:
+            _, display, recs = found[name]
+            st = {k: _stats(recs, k) for k in ("hit@10", "ndcg@10", "hit@5", "ndcg@5")}
+            delta = "" if not recs or name == "" or math.isnan(f_mean) or f_mean == 0 else \
+                f"{100 * (st['ndcg@10'][0] - f_mean) / f_mean:+.1f}%"
+            lines.append(f"| {display} | {len(recs)} | " + " | ".join(_fmt(*st[k]) for k in st) + f" | {delta} |")
+            rows.append({"group": group, "variant": name or "full", "display": display, "n": len(recs),
+                         **{f"{k}_mean": st[k][0] for k in st}, **{f"{k}_std": st[k][1] for k in st}})
+        lines.append("")
+        if group == "figure4":
+            vals = {found[n][1]: _stats(found[n][2], "ndcg@10") for n in names if found[n][2]}
+            if vals:
+                path = plots.bars({k: v[0] for k, v in vals.items()}, os.path.join(doc_dir, f"figure4_{dataset}.png"),
+                                  f"{dataset}: homogeneous vs heterogeneous experts (test NDCG@10)", "NDCG@10",
+                                  errors={k: v[1] for k, v in vals.items()}, note=f"profile {profile.name}",
+                                  highlight=found[""][1])
+                lines += [f"![Figure 4]({os.path.basename(path)})", ""]
+    if "table5" in groups and full:
+        per_seed = []
+        for record in full:
+            echo(f"  Table 5: forced-expert inference of seed {record['spec']['seed']}")
+            per_seed.append(forced_expert_results(record, out_dir))
+        lines += ["### Table 5: one fixed expert at inference vs learned routing", "",
+                  "| inference | n | HR@10 | NDCG@10 | HR@5 | NDCG@5 |", "|---|---:|---:|---:|---:|---:|"]
+        vals = {}
+        for choice in per_seed[0]:
+            st = {k: table.mean_std([s[choice].get(k) for s in per_seed if choice in s])
+                  for k in ("hit@10", "ndcg@10", "hit@5", "ndcg@5")}
+            display = "learned routing" if choice == "learned" else f"all users -> expert {choice}"
+            lines.append(f"| {display} | {len(per_seed)} | " + " | ".join(_fmt(*st[k]) for k in st) + " |")
+            rows.append({"group": "table5", "variant": choice, "display": display, "n": len(per_seed),
+                         **{f"{k}_mean": st[k][0] for k in st}, **{f"{k}_std": st[k][1] for k in st}})
+            vals[display.replace("all users -> ", "")] = st["ndcg@10"]
+        path = plots.bars({k: v[0] for k, v in vals.items()}, os.path.join(doc_dir, f"table5_{dataset}.png"),
+                          f"{dataset}: fixed expert at inference vs learned routing (test NDCG@10)", "NDCG@10",
+                          errors={k: v[1] for k, v in vals.items()}, note=f"profile {profile.name}",
+                          highlight="learned routing")
+        lines += ["", f"![Table 5]({os.path.basename(path)})", ""]
+    os.makedirs(doc_dir, exist_ok=True)
+    md = os.path.join(doc_dir, f"ablations_{dataset}.md")
+    with open(md, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    csv_path = os.path.join(doc_dir, f"ablations_{dataset}.csv")
+    with open(csv_path, "w", encoding="utf-8") as f:
+        f.write(table.to_csv(rows, profile.name))
+    return [md, csv_path]

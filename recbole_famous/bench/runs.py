@@ -1,0 +1,177 @@
+"""Run planned benchmark runs one at a time, one JSON per run, resumable.
+
+Layout under the output folder (``results/bench`` by default, git-ignored):
+
+* ``runs/<profile>/<dataset>/<model>[--<variant>]/seed<N>.json``: the run record, written atomically by the
+  run's own process only when it has finished (``worker.py``). Its presence means "finished": a resumed
+  benchmark never reruns it.
+* ``...seed<N>.failed.json``: a run that exited with an error (exit code, log tail). Skipped on resume
+  unless ``retry_failed``; a later success removes it.
+* ``...seed<N>.lock``: the pid of the process running it; a live lock makes another benchmark skip the run.
+* ``logs/...seed<N>.log``: the run's full log; ``saved/...``: its best checkpoint; ``runner/``: the runner's
+  own ``result.json`` and ``run.log``.
+
+A run killed half-way leaves no record, so resuming reruns it from its start (the runner's checkpoints hold
+only the best model, not the optimizer state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+DEFAULT_OUT = os.path.join("results", "bench")
+
+
+def record_path(out_dir: str, spec) -> str:
+    return os.path.join(out_dir, "runs", spec.key)
+
+
+def _sibling(path: str, suffix: str) -> str:
+    return path[: -len(".json")] + suffix
+
+
+def load_record(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def state(out_dir: str, spec) -> str:
+    """``finished``, ``running`` (live lock), ``failed`` or ``pending``."""
+    path = record_path(out_dir, spec)
+    if load_record(path) is not None:
+        return "finished"
+    lock = _sibling(path, ".lock")
+    if os.path.isfile(lock):
+        try:
+            with open(lock) as f:
+                if _pid_alive(int(f.read().strip() or 0)):
+                    return "running"
+        except (OSError, ValueError):
+            pass
+    if os.path.isfile(_sibling(path, ".failed.json")):
+        return "failed"
+    return "pending"
+
+
+def spec_dict(spec) -> dict:
+    d = dataclasses.asdict(spec)
+    d["overrides"] = spec.overrides_dict()
+    return d
+
+
+def launch_subprocess(job_path: str, out_path: str, log_path: str) -> int:
+    """Run the job in a fresh Python process (its own peak memory, nothing shared); returns its exit code."""
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "recbole_famous.bench.worker", job_path, out_path],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait()
+        except BaseException:  # Ctrl-C / SIGTERM of the benchmark stops its run too
+            proc.terminate()
+            proc.wait()
+            raise
+
+
+def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=print, launcher=None,
+            threads: int = 1) -> dict | None:
+    """Run ``spec`` unless it has finished (then return its record); ``None`` if skipped or failed.
+
+    ``launcher(job_json, out_json, log_path) -> exit code`` runs the job (default: ``launch_subprocess``)."""
+    path = record_path(out_dir, spec)
+    now = state(out_dir, spec)
+    if now == "finished":
+        return load_record(path)
+    if now == "running" or (now == "failed" and not retry_failed):
+        echo(f"  skipped ({now}; {'another process runs it' if now == 'running' else 'use --retry-failed'})")
+        return None
+    rel = os.path.splitext(spec.key)[0]
+    paths = {
+        "results_dir": os.path.abspath(os.path.join(out_dir, "runner")),
+        "checkpoint_dir": os.path.abspath(os.path.join(out_dir, "saved", rel)),
+    }
+    log_path = os.path.join(out_dir, "logs", rel + ".log")
+    for folder in (os.path.dirname(path), os.path.dirname(log_path), paths["checkpoint_dir"]):
+        os.makedirs(folder, exist_ok=True)
+    job_path, lock, failed = _sibling(path, ".job.json"), _sibling(path, ".lock"), _sibling(path, ".failed.json")
+    with open(job_path, "w", encoding="utf-8") as f:
+        json.dump({"spec": spec_dict(spec), "paths": paths, "threads": threads}, f, indent=2)
+    with open(lock, "w") as f:
+        f.write(str(os.getpid()))
+    start = time.time()
+    try:
+        code = (launcher or launch_subprocess)(job_path, path, log_path)
+    finally:
+        if os.path.isfile(lock):
+            os.remove(lock)
+    record = load_record(path) if code == 0 else None
+    if record is not None:
+        for stale in (failed, job_path):
+            if os.path.isfile(stale):
+                os.remove(stale)
+        return record
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        tail = f.read().splitlines()[-25:]
+    with open(failed, "w", encoding="utf-8") as f:
+        json.dump({"spec": spec_dict(spec), "status": "failed", "exit_code": code, "log": log_path,
+                   "seconds": time.time() - start, "log_tail": tail}, f, indent=2)
+    echo(f"  FAILED (exit {code}); last line: {tail[-1] if tail else ''}; log: {log_path}")
+    return None
+
+
+def run_all(specs, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=print, launcher=None,
+            threads: int = 1) -> dict:
+    """Run every spec in order, one at a time; returns counts by outcome. Progress on ``echo``."""
+    counts = {"finished_before": 0, "ran": 0, "failed": 0, "skipped": 0}
+    durations = []
+    todo = [s for s in specs if state(out_dir, s) != "finished"]
+    counts["finished_before"] = len(specs) - len(todo)
+    echo(f"{len(specs)} runs planned, {counts['finished_before']} already finished, {len(todo)} to go "
+         f"(records under {os.path.join(out_dir, 'runs')})")
+    for i, spec in enumerate(todo, 1):
+        eta = ""
+        if durations:
+            eta = f", about {sum(durations) / len(durations) * (len(todo) - i + 1) / 60:.0f} min left"
+        echo(f"[{i}/{len(todo)}] {spec.label} on {spec.dataset}, seed {spec.seed} ({spec.profile}){eta}")
+        start = time.time()
+        record = run_one(spec, out_dir, retry_failed, echo, launcher, threads)
+        if record is None:
+            counts["failed" if state(out_dir, spec) == "failed" else "skipped"] += 1
+            continue
+        durations.append(time.time() - start)
+        counts["ran"] += 1
+        m, e = record["metrics"], record["efficiency"]
+        echo(f"  done in {durations[-1] / 60:.1f} min: NDCG@10 {m.get('ndcg@10', float('nan')):.4f}, "
+             f"HR@10 {m.get('hit@10', float('nan')):.4f}, {e.get('train_seconds_per_epoch') or 0:.0f} s/epoch, "
+             f"{record['result']['epochs_run']} epochs")
+    return counts
+
+
+def finished_records(out_dir: str, profile: str | None = None) -> list:
+    """Every finished run record under ``out_dir`` (optionally of one profile)."""
+    root = os.path.join(out_dir, "runs", profile) if profile else os.path.join(out_dir, "runs")
+    records = []
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith(".json") and not name.endswith((".failed.json", ".job.json", ".tmp")):
+                record = load_record(os.path.join(folder, name))
+                if record and record.get("status") == "finished":
+                    records.append(record)
+    return records

@@ -1,0 +1,178 @@
+"""Table-2-style tables (FamouSRec, WWW 2025, Table 2) from finished run records, as Markdown and CSV.
+
+Per dataset: one row per metric (HR@5, HR@10, NDCG@5, NDCG@10), one column per model, each cell the mean
+over seeds ± the sample standard deviation (ddof=1; no spread with one seed); the best mean is **bold**, the
+second best _underlined_ (``<u>``), and the last column is the improvement of the proposed model
+(FamouSRec) over the best other model: ``(ours - best) / best`` in percent, negative when it is behind.
+A second table gives the efficiency columns from the same runs. Every table names the budget profile.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections import OrderedDict
+
+METRICS = (("hit@5", "HR@5"), ("hit@10", "HR@10"), ("ndcg@5", "NDCG@5"), ("ndcg@10", "NDCG@10"))
+EFFICIENCY = (
+    ("params_total", "params (total)", "{:,.0f}"),
+    ("params_active", "params (active / user)", "{:,.0f}"),
+    ("train_seconds_per_epoch", "train s / epoch", "{:.1f}"),
+    ("infer_ms_per_1k_users", "inference ms / 1k users", "{:.0f}"),
+    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+)
+
+
+def mean_std(values) -> tuple:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, float("nan")
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def label(record) -> str:
+    spec = record["spec"]
+    return f"{spec['model']}[{spec['variant']}]" if spec.get("variant") else spec["model"]
+
+
+def group(records, order=None) -> "OrderedDict":
+    """``{dataset: {label: [records...]}}``, models in ``order`` first, then as found."""
+    out = OrderedDict()
+    for r in records:
+        out.setdefault(r["spec"]["dataset"], OrderedDict()).setdefault(label(r), []).append(r)
+    if order:
+        rank = {m: i for i, m in enumerate(order)}
+        for ds in out:
+            out[ds] = OrderedDict(sorted(out[ds].items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    return out
+
+
+def summarize(runs, key) -> tuple:
+    return mean_std([r["metrics"].get(key) for r in runs])
+
+
+def ranks(means: dict) -> dict:
+    """``{label: 1 | 2}`` for the best and second-best distinct mean (ties share the mark); NaN never ranks."""
+    distinct = sorted({v for v in means.values() if not math.isnan(v)}, reverse=True)
+    out = {}
+    for lab, v in means.items():
+        if distinct and v == distinct[0]:
+            out[lab] = 1
+        elif len(distinct) > 1 and v == distinct[1]:
+            out[lab] = 2
+    return out
+
+
+def improvement(means: dict, ours: str) -> tuple:
+    """``(percent, best_baseline_label)``: ours over the best other model; ``(nan, None)`` if not computable."""
+    others = {m: v for m, v in means.items() if m != ours and not math.isnan(v)}
+    if ours not in means or math.isnan(means[ours]) or not others:
+        return float("nan"), None
+    best = max(others, key=others.get)
+    if others[best] == 0:
+        return float("nan"), best
+    return 100.0 * (means[ours] - others[best]) / others[best], best
+
+
+def _cell(mean, std, rank, digits=4) -> str:
+    if math.isnan(mean):
+        return "–"
+    text = f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+    return f"**{text}**" if rank == 1 else f"<u>{text}</u>" if rank == 2 else text
+
+
+def quality_rows(records, ours="FamouSRec", order=None) -> list:
+    """Long rows: dataset, model, metric, mean, std, n_seeds, mark (best/second), improvement_pct, best_baseline."""
+    rows = []
+    for ds, models in group(records, order).items():
+        for key, name in METRICS:
+            stats = {m: summarize(runs, key) for m, runs in models.items()}
+            marks = ranks({m: s[0] for m, s in stats.items()})
+            imp, best = improvement({m: s[0] for m, s in stats.items()}, ours)
+            for m, (mean, std) in stats.items():
+                rows.append({"dataset": ds, "model": m, "metric": name, "mean": mean, "std": std,
+                             "n_seeds": len(models[m]), "mark": {1: "best", 2: "second"}.get(marks.get(m), ""),
+                             "improvement_pct": imp if m == ours else "", "best_baseline": best or ""})
+    return rows
+
+
+def markdown(records, profile_name: str, profile_description: str = "", ours="FamouSRec", order=None) -> str:
+    lines = [f"Budget profile **`{profile_name}`**" + (f": {profile_description}" if profile_description else "")
+             + ". Test-set metrics, full ranking over all items; mean ± sample std over seeds "
+             "(no ± with one seed); **bold** best, <u>underlined</u> second best; "
+             f"Improv. = {ours} over the best other model.", ""]
+    for ds, models in group(records, order).items():
+        names = list(models)
+        seeds = ", ".join(f"{m} {len(models[m])}" for m in names)
+        lines += [f"### {ds}", "", f"Seeds per model: {seeds}.", "",
+                  "| metric | " + " | ".join(names) + " | Improv. |",
+                  "|---|" + "---:|" * (len(names) + 1)]
+        for key, name in METRICS:
+            stats = {m: summarize(models[m], key) for m in names}
+            marks = ranks({m: s[0] for m, s in stats.items()})
+            imp, best = improvement({m: s[0] for m, s in stats.items()}, ours)
+            imp_text = "–" if math.isnan(imp) else f"{imp:+.1f}% vs {best}"
+            lines.append(f"| {name} | " + " | ".join(_cell(*stats[m], marks.get(m)) for m in names)
+                         + f" | {imp_text} |")
+        lines += ["", "| efficiency | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for key, name, fmt in EFFICIENCY:
+            cells = []
+            for m in names:
+                mean, _ = mean_std([r["efficiency"].get(key) for r in models[m]])
+                cells.append("–" if math.isnan(mean) else fmt.format(mean))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        epochs = [f"{mean_std([r['result']['epochs_run'] for r in models[m]])[0]:.0f}" for m in names]
+        best_ep = [f"{mean_std([r['result']['best_epoch'] for r in models[m]])[0]:.1f}" for m in names]
+        lines.append("| epochs run | " + " | ".join(epochs) + " |")
+        lines.append("| best epoch (0-based) | " + " | ".join(best_ep) + " |")
+        lines.append("")
+    machines = sorted({f"{r['machine']['cpus']} CPUs, torch threads {r['machine']['torch_threads']}, "
+                       f"{r['machine']['device']}" for r in records if r.get("machine")})
+    if machines:
+        lines.append("Machine: " + "; ".join(machines) + " (times depend on the machine's other load).")
+    return "\n".join(lines) + "\n"
+
+
+def efficiency_rows(records, order=None) -> list:
+    rows = []
+    for ds, models in group(records, order).items():
+        for m, runs in models.items():
+            row = {"dataset": ds, "model": m, "n_seeds": len(runs)}
+            for key, _, _ in EFFICIENCY:
+                row[key] = mean_std([r["efficiency"].get(key) for r in runs])[0]
+            row["epochs_run"] = mean_std([r["result"]["epochs_run"] for r in runs])[0]
+            rows.append(row)
+    return rows
+
+
+def to_csv(rows, profile_name: str) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=["profile", *rows[0]], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"profile": profile_name, **row})
+    return buf.getvalue()
+
+
+def write(records, out_dir: str, profile_name: str, profile_description: str = "", ours="FamouSRec",
+          order=None, stem="table2") -> list:
+    """Write ``<stem>.md``, ``<stem>.csv`` (quality, long form) and ``<stem>_efficiency.csv``; return the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    files = {
+        f"{stem}.md": markdown(records, profile_name, profile_description, ours, order),
+        f"{stem}.csv": to_csv(quality_rows(records, ours, order), profile_name),
+        f"{stem}_efficiency.csv": to_csv(efficiency_rows(records, order), profile_name),
+    }
+    paths = []
+    for name, text in files.items():
+        path = os.path.join(out_dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        paths.append(path)
+    return paths

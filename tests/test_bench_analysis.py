@@ -1,0 +1,126 @@
+"""The analyses' pure parts (recbole_famous.bench.analysis), the plots (PNG from tiny synthetic inputs) and the
+ablation variants and report (recbole_famous.bench.ablations) from hand-made records."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from recbole_famous.bench import ablations, analysis, plan, plots, runs
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG and os.path.getsize(path) > 2000
+
+
+def test_plot_functions_write_pngs(tmp_path):
+    assert _is_png(plots.frequency_users({"LPF": 10, "HPF": 3, "BPF": 4.5, "BSF": 2, "APF": 7},
+                                         str(tmp_path / "f1.png"), "Toy", note="synthetic"))
+    assert _is_png(plots.filter_amplitudes({"attention": [1.0, 0.5, 0.2], "gru": [0.4, 0.4, 0.4]},
+                                           str(tmp_path / "sub" / "f2.png"), "toy filters"))
+    assert _is_png(plots.expert_share({"0:attention": 0.6, "1:gru": 0.4}, str(tmp_path / "s.png"), "share"))
+    assert _is_png(plots.bars({"a": 0.1, "b": float("nan"), "c": 0.3}, str(tmp_path / "b.png"), "t", "y",
+                              errors={"a": 0.01, "b": None, "c": float("nan")}, highlight="c"))
+
+
+def test_band_masks_partition_the_spectrum():
+    masks = analysis.band_masks(50)  # 26 rFFT bins
+    low, mid, high = masks["LPF"], masks["BPF"], masks["HPF"]
+    assert len(low) == 26 and low[0] and high[-1] and not low[-1] and not high[0]
+    assert torch.equal(low | mid | high, masks["APF"]) and not (low & mid).any() and not (mid & high).any()
+    assert torch.equal(masks["BSF"], low | high) and 8 <= int(mid.sum()) <= 9
+
+
+def test_filters_on_known_signals():
+    n, d = 12, 3
+    const = torch.full((2, n, d), 2.0)
+    out = analysis.filtered_last(const, analysis.band_masks(n))
+    assert torch.allclose(out["APF"], const[:, -1], atol=1e-5)
+    assert torch.allclose(out["LPF"], const[:, -1], atol=1e-5)  # a constant is all DC
+    assert torch.allclose(out["HPF"], torch.zeros(2, d), atol=1e-5)
+    alt = torch.tensor([(-1.0) ** t for t in range(n)]).view(1, n, 1).expand(1, n, d)
+    out = analysis.filtered_last(alt, analysis.band_masks(n))  # the highest frequency only
+    assert torch.allclose(out["HPF"], alt[:, -1], atol=1e-5) and torch.allclose(out["LPF"], torch.zeros(1, d), atol=1e-5)
+
+
+def test_left_align_and_gt_rank():
+    states = torch.arange(1, 9, dtype=torch.float).view(2, 4, 1)  # rows [1,2,3,4], [5,6,7,8]
+    out = analysis.left_align(states, torch.tensor([2, 4]))
+    assert out.squeeze(-1).tolist() == [[0, 0, 1, 2], [5, 6, 7, 8]]
+    scores = torch.tensor([[9.0, 1.0, 5.0, 3.0, 4.0], [9.0, 8.0, 2.0, 1.0, 0.5]])
+    history = (torch.tensor([0]), torch.tensor([2]))  # user 0 has seen item 2: masked like RecBole
+    assert analysis.gt_rank(scores, history, torch.tensor([4, 3])).tolist() == [0, 2]
+    assert analysis.hr_ndcg([0, 1, 20], k=10) == pytest.approx((2 / 3, (1 + 1 / 1.5849625) / 3), rel=1e-4)
+
+
+def test_a4_table_on_synthetic_users():
+    fig1 = {"winner": {1: {"LPF": 1.0}, 2: {"LPF": 1.0}, 3: {"HPF": 1.0}, 4: {"LPF": 0.5, "APF": 0.5}},
+            "rank": {1: 0, 2: 30, 3: 5, 4: 1}, "users": 4}
+    route = {"kinds": ["attention", "gru"], "expert": {1: 0, 2: 1, 3: 0, 4: 1}, "rank": {1: 0, 2: 0, 3: 40, 4: 2}}
+    a4 = analysis.a4_table(fig1, route)
+    assert a4["low_frequency_users"] == 2  # a tie at 0.5 is not "low-frequency"
+    assert a4["low_share_to_attention"] == 0.5 and a4["all_users_share_to_attention"] == 0.5
+    assert a4["SASRec_low"][0] == 0.5 and a4["FamouSRec_low"][0] == 1.0
+
+
+def test_filter_amplitudes_reads_router_filters():
+    model = nn.Module()
+    layer = nn.Module()
+    layer.kinds = ["attention", "gru"]
+    layer.router = nn.Module()
+    weight = torch.zeros(2, 3, 4, 2)
+    weight[0, :, :, 0] = 3.0
+    weight[0, :, :, 1] = 4.0  # |3 + 4i| = 5
+    weight[1, 1, :, 0] = -2.0
+    layer.router.filters = nn.Parameter(weight)
+    model.layers = nn.ModuleList([layer])
+    out = analysis.filter_amplitudes(model)
+    assert out == [{"kinds": ["attention", "gru"], "amplitude": [[5.0, 5.0, 5.0], [0.0, 2.0, 0.0]]}]
+
+
+def _profile(tmp_path):
+    (tmp_path / "p.yaml").write_text(json.dumps({"models": ["FamouSRec"], "datasets": ["Toy"], "seeds": [1, 2],
+                                                 "model_config": {"FamouSRec": {"experts": ["attention", "gru", "mlp"]}}}))
+    return plan.load_profile(str(tmp_path / "p.yaml"))
+
+
+def test_ablation_variants_are_config_changes_of_famousrec(tmp_path):
+    profile = _profile(tmp_path)
+    v = ablations.variants(profile)
+    assert v[""][2] == {} and v["wo_router"][2] == {"use_router": False}
+    assert v["wo_freq"][2] == {"frequency_learning": False} and v["wo_balance"][2] == {"gamma_balance": 0.0}
+    assert v["wo_spe"][2] == {"lambda_spe": 0.0} and v["wo_align"][2] == {"mu_align": 0.0}
+    assert v["all_gru"][2] == {"experts": ["gru"] * 3}  # K copies, K from the profile's FamouSRec experts
+    assert v["filter_mamba"][2]["experts"] == ["mamba"] and v["filter_mamba"][2]["use_router"] is False
+    specs = ablations.specs(profile, "Toy", [1], ("table3",))
+    assert [s.variant for s in specs] == ["", "wo_router", "wo_freq", "wo_balance", "wo_spe", "wo_align"]
+    # the full model is the benchmark's own FamouSRec run: same record path
+    assert specs[0].key == plan.plan(profile, seeds=[1])[0].key
+    assert specs[1].overrides_dict()["experts"] == ["attention", "gru", "mlp"]
+
+
+def test_ablation_report_from_hand_made_records(tmp_path):
+    profile = _profile(tmp_path)
+    out = str(tmp_path / "out")
+    values = {"": [0.08, 0.10], "wo_router": [0.06, 0.08], "all_gru": [0.045]}
+    for spec in ablations.specs(profile, "Toy", [1, 2], ("table3", "figure4")):
+        if spec.variant in values and spec.seed <= len(values[spec.variant]):
+            path = runs.record_path(out, spec)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            nd = values[spec.variant][spec.seed - 1]
+            with open(path, "w") as f:
+                json.dump({"spec": runs.spec_dict(spec), "status": "finished",
+                           "metrics": {"ndcg@10": nd, "hit@10": 2 * nd, "ndcg@5": nd / 2, "hit@5": nd}}, f)
+    md, csv_path = ablations.report(profile, "Toy", [1, 2], out, str(tmp_path / "docs"), ("table3", "figure4"))
+    text = open(md).read()
+    assert "| w/o router | 2 | 0.1400 ± 0.0283 | 0.0700 ± 0.0141 |" in text and "-22.2%" in text
+    assert "| all gru (x3) | 1 |" in text and "-50.0%" in text and "| w/o L_al | 0 |" in text
+    assert _is_png(str(tmp_path / "docs" / "figure4_Toy.png"))
+    assert "profile,group,variant" in open(csv_path).readline()

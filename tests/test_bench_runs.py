@@ -1,0 +1,132 @@
+"""Benchmark plan and resumable runs (recbole_famous.bench.plan / runs): a finished run is never rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from recbole_famous.bench import __main__ as cli
+from recbole_famous.bench import plan, runs
+from recbole_famous.errors import UsageError
+
+
+def _profile(tmp_path, **extra):
+    body = {"description": "test profile", "models": ["SASRec", "GRU4Rec"], "datasets": ["mlslice"],
+            "seeds": [1], "seeds_by_model": {"SASRec": [1, 2, 3]}, "config": {"epochs": 1, "stopping_step": 1},
+            "model_config": {"GRU4Rec": {"hidden_size": 16}}, **extra}
+    path = tmp_path / "prof.yaml"
+    path.write_text(json.dumps(body))  # JSON is yaml
+    return plan.load_profile(str(path))
+
+
+def _fake_record(spec):
+    return {"spec": runs.spec_dict(spec), "status": "finished", "metrics": {"ndcg@10": 0.1, "hit@10": 0.2},
+            "efficiency": {"train_seconds_per_epoch": 1.0}, "result": {"epochs_run": 1, "best_epoch": 0}}
+
+
+def _writer(calls, code=0):
+    """A launcher that records its call and writes a finished record (code 0) or nothing (a failure)."""
+    def launch(job_path, out_path, log_path):
+        with open(job_path) as f:
+            job = json.load(f)
+        calls.append(job["spec"]["model"] + str(job["spec"]["seed"]))
+        with open(log_path, "w") as f:
+            f.write("some log\nlast line of a crash\n")
+        if code == 0:
+            with open(out_path, "w") as f:
+                json.dump({**_fake_record(plan.RunSpec(**{**job["spec"], "overrides": "{}"})),
+                           "spec": job["spec"]}, f)
+        return code
+    return launch
+
+
+def test_plan_order_layering_and_keys(tmp_path):
+    profile = _profile(tmp_path)
+    specs = plan.plan(profile)
+    # the first seed of the whole model list first, then the extra seeds
+    assert [(s.model, s.seed) for s in specs] == [("SASRec", 1), ("GRU4Rec", 1), ("SASRec", 2), ("SASRec", 3)]
+    gru = specs[1].overrides_dict()
+    assert gru == {"epochs": 1, "stopping_step": 1, "hidden_size": 16, "seed": 1}
+    assert "hidden_size" not in specs[0].overrides_dict()
+    extra = plan.plan(profile, models=["SASRec"], seeds=[7], extra={"epochs": 3})
+    assert [(s.model, s.seed) for s in extra] == [("SASRec", 7)] and extra[0].overrides_dict()["epochs"] == 3
+    assert len({s.key for s in specs}) == 4
+    variant = plan.make_spec(profile, "FamouSRec", "mlslice", 1, "wo_router", {"use_router": False})
+    assert variant.key.endswith(os.path.join("FamouSRec--wo_router", "seed1.json"))
+    assert variant.overrides_dict()["use_router"] is False
+
+
+def test_resume_never_reruns_a_finished_run(tmp_path):
+    profile = _profile(tmp_path)
+    specs = plan.plan(profile)
+    out = str(tmp_path / "out")
+    # two runs finished before (e.g. by a benchmark that was then killed)
+    for spec in specs[:2]:
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            json.dump(_fake_record(spec), f)
+    calls = []
+    counts = runs.run_all(specs, out, launcher=_writer(calls), echo=lambda m: None)
+    assert calls == ["SASRec2", "SASRec3"]
+    assert counts == {"finished_before": 2, "ran": 2, "failed": 0, "skipped": 0}
+    # a second resume runs nothing at all
+    assert runs.run_all(specs, out, launcher=_writer(calls), echo=lambda m: None)["ran"] == 0
+    assert calls == ["SASRec2", "SASRec3"]
+    assert [runs.state(out, s) for s in specs] == ["finished"] * 4
+    assert len(runs.finished_records(out, profile.name)) == 4
+
+
+def test_failed_run_is_recorded_skipped_then_retried(tmp_path):
+    profile = _profile(tmp_path)
+    spec = plan.plan(profile)[1]
+    out = str(tmp_path / "out")
+    calls, lines = [], []
+    assert runs.run_one(spec, out, launcher=_writer(calls, code=1), echo=lines.append) is None
+    failed = runs.record_path(out, spec)[:-5] + ".failed.json"
+    with open(failed) as f:
+        info = json.load(f)
+    assert info["exit_code"] == 1 and info["log_tail"][-1] == "last line of a crash"
+    assert runs.state(out, spec) == "failed" and "FAILED" in lines[-1]
+    assert runs.run_one(spec, out, launcher=_writer(calls), echo=lines.append) is None  # skipped
+    assert calls == ["GRU4Rec1"]
+    record = runs.run_one(spec, out, retry_failed=True, launcher=_writer(calls), echo=lines.append)
+    assert record["status"] == "finished" and calls == ["GRU4Rec1", "GRU4Rec1"]
+    assert runs.state(out, spec) == "finished" and not os.path.exists(failed)
+
+
+def test_live_lock_means_running_elsewhere(tmp_path):
+    spec = plan.plan(_profile(tmp_path))[0]
+    out = str(tmp_path / "out")
+    lock = runs.record_path(out, spec)[:-5] + ".lock"
+    os.makedirs(os.path.dirname(lock))
+    with open(lock, "w") as f:
+        f.write(str(os.getpid()))
+    assert runs.state(out, spec) == "running"
+    calls = []
+    assert runs.run_one(spec, out, launcher=_writer(calls), echo=lambda m: None) is None and calls == []
+
+
+def test_bad_profiles_are_one_line_usage_errors(tmp_path, capsys):
+    good = _profile(tmp_path)
+    with pytest.raises(UsageError, match="unknown benchmark profile"):
+        plan.load_profile("no_such_profile")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [SASRec]\nbudget: 3\n")
+    with pytest.raises(UsageError, match="unknown key"):
+        plan.load_profile(str(bad))
+    assert cli.main(["status", "--profile", "no_such_profile"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown benchmark profile") and len(err.strip().splitlines()) == 1
+    assert good.name == "prof" and cli.main(["ablations", "--profile", str(tmp_path / "prof.yaml"), "--only", "table9"]) == 2
+    assert "unknown ablation group" in capsys.readouterr().err
+
+
+def test_shipped_profiles_load():
+    for name in ("paper", "cpu"):
+        profile = plan.load_profile(name)
+        assert {"FamouSRec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec", "FMLPRec", "Mamba4Rec"} <= set(profile.models)
+        assert "Instruments" in profile.datasets and len(profile.seeds_for("FamouSRec")) == 3
+    assert plan.load_profile("paper").config.get("epochs") is None  # the paper's budget: early stopping

@@ -1,0 +1,73 @@
+"""Table-2-style table (recbole_famous.bench.table) from hand-made run records: marks, spread, improvement."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+
+from recbole_famous.bench import table
+
+
+def _rec(model, seed, ndcg10, hr10=0.1, dataset="Instruments", variant=""):
+    return {"spec": {"model": model, "dataset": dataset, "seed": seed, "variant": variant},
+            "metrics": {"hit@5": hr10 / 2, "hit@10": hr10, "ndcg@5": ndcg10 / 2, "ndcg@10": ndcg10},
+            "efficiency": {"params_total": 1000, "params_active": 400.0 if model == "FamouSRec" else 1000,
+                           "train_seconds_per_epoch": 10.0, "infer_ms_per_1k_users": 5.0, "peak_rss_mb": 500.0},
+            "result": {"epochs_run": 2, "best_epoch": 1},
+            "machine": {"cpus": 2, "torch_threads": 1, "device": "cpu"}}
+
+
+RECORDS = [
+    _rec("SASRec", 1, 0.060), _rec("SASRec", 2, 0.070),          # mean 0.065, std 0.00707
+    _rec("GRU4Rec", 1, 0.050),                                    # single seed: no spread
+    _rec("FamouSRec", 1, 0.080), _rec("FamouSRec", 2, 0.076), _rec("FamouSRec", 3, 0.078),  # mean 0.078
+    _rec("SASRec", 1, 0.030, dataset="Arts"), _rec("FamouSRec", 1, 0.027, dataset="Arts"),
+]
+
+
+def test_mean_std_and_ranks():
+    mean, std = table.mean_std([0.06, 0.07])
+    assert mean == pytest.approx(0.065) and std == pytest.approx(math.sqrt(2) * 0.005)
+    assert math.isnan(table.mean_std([0.5])[1]) and math.isnan(table.mean_std([])[0])
+    assert table.ranks({"a": 0.3, "b": 0.5, "c": 0.4, "d": float("nan")}) == {"b": 1, "c": 2}
+    assert table.ranks({"a": 0.5, "b": 0.5, "c": 0.1}) == {"a": 1, "b": 1, "c": 2}  # ties share the mark
+
+
+def test_improvement_over_best_baseline_and_deficit():
+    rows = table.quality_rows(RECORDS, ours="FamouSRec", order=["SASRec", "GRU4Rec", "FamouSRec"])
+    ins = {r["model"]: r for r in rows if r["dataset"] == "Instruments" and r["metric"] == "NDCG@10"}
+    assert ins["FamouSRec"]["mark"] == "best" and ins["SASRec"]["mark"] == "second" and ins["GRU4Rec"]["mark"] == ""
+    assert ins["FamouSRec"]["improvement_pct"] == pytest.approx(100 * (0.078 - 0.065) / 0.065)  # +20.0%
+    assert ins["FamouSRec"]["best_baseline"] == "SASRec" and ins["SASRec"]["improvement_pct"] == ""
+    assert ins["SASRec"]["n_seeds"] == 2 and ins["FamouSRec"]["std"] == pytest.approx(0.002)
+    arts = {r["model"]: r for r in rows if r["dataset"] == "Arts" and r["metric"] == "NDCG@10"}
+    assert arts["FamouSRec"]["improvement_pct"] == pytest.approx(-10.0)  # a deficit is negative
+    assert arts["SASRec"]["mark"] == "best" and arts["FamouSRec"]["mark"] == "second"
+
+
+def test_markdown_marks_cells_and_names_profile():
+    md = table.markdown(RECORDS, "cpu", "2 epochs", order=["SASRec", "GRU4Rec", "FamouSRec"])
+    assert "Budget profile **`cpu`**: 2 epochs" in md
+    line = next(l for l in md.splitlines() if l.startswith("| NDCG@10 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells == ["NDCG@10", "<u>0.0650 ± 0.0071</u>", "0.0500", "**0.0780 ± 0.0020**", "+20.0% vs SASRec"]
+    arts = md.split("### Arts")[1]
+    assert "-10.0% vs SASRec" in arts and "**0.0300**" in arts
+    assert "| params (active / user) | 1,000 | 1,000 | 400 |" in md
+
+
+def test_csv_long_form(tmp_path):
+    paths = table.write(RECORDS, str(tmp_path), "cpu", "2 epochs", order=["SASRec", "GRU4Rec", "FamouSRec"])
+    with open(paths[1]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == (3 + 2) * 4 and all(r["profile"] == "cpu" for r in rows)
+    best = [r for r in rows if r["mark"] == "best" and r["dataset"] == "Instruments"]
+    assert {r["model"] for r in best} == {"FamouSRec"}
+    with open(paths[2]) as f:
+        eff = list(csv.DictReader(f))
+    assert {r["model"] for r in eff} == {"SASRec", "GRU4Rec", "FamouSRec"} and float(eff[0]["params_total"]) == 1000
+    assert table.to_csv([], "cpu") == ""
+    assert io.StringIO(table.to_csv(table.efficiency_rows(RECORDS), "x")).readline().startswith("profile,dataset")
