@@ -1,31 +1,24 @@
 """Our selective scan (no mamba-ssm): a C++/OpenMP kernel with a hand-written backward, compiled on
 first use, and a plain PyTorch fallback with the same maths when compilation is impossible.
 
-``selective_scan(u, delta, A, B, C)`` returns ``y_t[d] = sum_n C_t[n] h_t[d, n]`` with
+``selective_scan(u, delta, A, B, C, D=None, z=None, delta_softplus=False)`` returns ``y_t[d] = sum_n C_t[n] h_t[d, n]`` with
 ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t`` (Mamba, Gu & Dao 2023, Eq. 2a-2b after
 zero-order-hold discretisation of A and Euler discretisation of B, as in mamba-ssm's kernel).
-Shapes: u, delta (Bt, L, D); A (D, N); B, C (Bt, L, N). The D skip and the gate are the caller's.
+plus ``D u``, gated by ``silu(z)`` (mamba-ssm's ``selective_scan_fn`` in a (batch, length, channel)
+layout). Shapes: u, delta, z (Bt, L, D); A (D, N); B, C (Bt, L, N); D (D,).
 
-The compiled module is cached under ``$RECBOLE_FAMOUS_CACHE`` (default ``~/.cache/recbole_famous``)
-in a folder named by a hash of the source, the torch and Python versions and the CPU's flags (the
-kernel is built with ``-march=native``), so a changed source or machine never loads a stale build.
-torch's builder holds a file lock in that folder, so two processes compiling at once wait for each
-other. Set ``RECBOLE_FAMOUS_MAMBA_SCAN=torch`` to force the fallback.
+The kernels are built and cached by ``cpu_kernels.py`` (a few seconds, once per machine and
+source). Set ``RECBOLE_FAMOUS_MAMBA_SCAN=torch`` to force the fallback.
 """
-import hashlib
 import logging
 import os
-import platform
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from recbole_famous.model.mamba import scan_torch
+from recbole_famous.model.mamba import cpu_kernels, scan_torch
 
 logger = logging.getLogger(__name__)
-_SOURCE = Path(__file__).with_name("selective_scan_cpu.cpp")
 _ext = None
 _ext_failed = False
 _logged = set()
@@ -38,26 +31,9 @@ def log_once(key, message, *args):
         logger.info(message, *args)
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
-
-
-def _build_dir(source):
-    key = hashlib.sha1("|".join([source, torch.__version__, sys.version, _cpu_flags()]).encode())
-    root = Path(os.environ.get("RECBOLE_FAMOUS_CACHE", Path.home() / ".cache" / "recbole_famous"))
-    name = f"selective_scan_cpu_{key.hexdigest()[:16]}"
-    return name, root / "torch_extensions" / name
-
-
 def load_extension():
-    """The compiled kernel module, or None (logged once) when it cannot be built here."""
+    """The compiled CPU kernels (``cpu_kernels.CpuKernels``), or None (logged once) where they
+    cannot be built."""
     global _ext, _ext_failed
     if _ext is not None or _ext_failed:
         return _ext
@@ -65,23 +41,11 @@ def load_extension():
         _ext_failed = True
         return None
     try:
-        from torch.utils.cpp_extension import load_inline
-        try:  # the pip "ninja" package puts its binary beside the venv's python, maybe not on PATH
-            import ninja
-            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-        except ImportError:
-            pass
-        source = _SOURCE.read_text()
-        name, build_dir = _build_dir(source)
-        build_dir.mkdir(parents=True, exist_ok=True)
-        _ext = load_inline(name=name, cpp_sources=[source], functions=["scan_fwd", "scan_bwd", "conv_silu_fwd", "conv_silu_bwd"],
-                           extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
-                           extra_ldflags=["-fopenmp"], build_directory=str(build_dir))
-    except Exception as exc:  # any build problem: fall back, say why, once
+        _ext = cpu_kernels.CpuKernels(cpu_kernels.build())
+    except Exception as exc:  # any build or load problem: fall back, say why, once
         _ext_failed = True
-        lines = [ln for ln in str(exc).splitlines() if "error" in ln.lower()] or [str(exc)]
-        logger.warning("Mamba: could not compile the C++ selective scan (%s: %s); "
-                       "using the slower PyTorch scan", type(exc).__name__, lines[-1][-300:])
+        logger.warning("Mamba: could not build the C++ selective scan (%s: %s); "
+                       "using the slower PyTorch scan", type(exc).__name__, exc)
     return _ext
 
 
@@ -102,12 +66,12 @@ class _CppScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, Bm, Cm, D, z, delta_softplus):
         dt = kernel_dtype(u)
         Dv = torch.zeros(u.shape[2], dtype=dt) if D is None else D.to(dt).contiguous()
-        zz = torch.empty(0, dtype=dt) if z is None else rows(z, dt)
+        zz = None if z is None else rows(z, dt)
         dp = delta.to(dt).contiguous()
         ins = (u.to(dt).contiguous(), F.softplus(dp) if delta_softplus else dp,
                A.t().to(dt).contiguous(), rows(Bm, dt), rows(Cm, dt), Dv, zz)
         out, y = _ext.scan_fwd(*ins)
-        ctx.save_for_backward(*ins, y, dp if delta_softplus else None)
+        ctx.save_for_backward(*ins, y, dp if delta_softplus else None)  # (zz may be None)
         ctx.flags = (delta_softplus, D is not None, z is not None)
         ctx.dtypes = [x.dtype for x in (u, delta, A, Bm, Cm)] + [
             None if D is None else D.dtype, None if z is None else z.dtype]
@@ -117,7 +81,7 @@ class _CppScan(torch.autograd.Function):
     def backward(ctx, gout):
         *ins, y, dp = ctx.saved_tensors
         softplus, has_d, has_z = ctx.flags
-        gz = torch.empty_like(ins[6]) if has_z else torch.empty(0, dtype=y.dtype)
+        gz = torch.empty_like(ins[6]) if has_z else None
         gu, gdelta, gAt, gB, gC, gD = _ext.scan_bwd(*ins, y, gout.to(y.dtype), gz)
         if softplus:
             gdelta = gdelta * torch.sigmoid(dp)

@@ -20,13 +20,14 @@
 // A is passed transposed, At (N, D); conv weight as (K, D). Channels are processed in blocks of
 // DB, zero-padded to a full block so that the inner loops have a fixed trip count and vectorise.
 // Work is split over the batch; sums over the batch (dA, dD, dw, dbias) use per-thread buffers.
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
+// Plain C++ with OpenMP and no torch headers (compiles in seconds); cpu_kernels.py builds it and
+// calls the extern "C" entry points at the end through ctypes, after checking every argument.
+#include <omp.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
-// _Pragma, not #pragma: some loops sit inside AT_DISPATCH macro arguments.
 #define SIMD _Pragma("omp simd")
 #define SIMD_REDUCE_BC _Pragma("omp simd reduction(+ : accB, accC)")
 
@@ -34,15 +35,6 @@ namespace {
 
 constexpr int64_t DB = 32;  // channels per block
 
-
-// Stride between rows r = b*L + t of a (B, L, C) view, which must have unit channel stride.
-int64_t row_stride(const torch::Tensor& x, const char* name) {
-  TORCH_CHECK(x.dim() == 3 && (x.stride(2) == 1 || x.size(2) == 1), name, ": need unit channel stride");
-  if (x.size(0) == 1) return x.stride(1);
-  if (x.size(1) == 1) return x.stride(0);
-  TORCH_CHECK(x.stride(0) == x.size(1) * x.stride(1), name, ": need a uniform row stride");
-  return x.stride(1);
-}
 
 template <typename T>
 struct Scan {
@@ -204,171 +196,137 @@ struct Scan {
 };
 
 template <typename T>
-Scan<T> make_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& At,
-                  const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dv,
-                  const torch::Tensor& z) {
-  const bool has_z = z.numel() > 0;
-  return Scan<T>{u.data_ptr<T>(), delta.data_ptr<T>(), At.data_ptr<T>(), Bm.data_ptr<T>(),
-                 Cm.data_ptr<T>(), Dv.data_ptr<T>(), has_z ? z.data_ptr<T>() : nullptr,
-                 u.size(1), u.size(2), At.size(0), row_stride(Bm, "B"), row_stride(Cm, "C"),
-                 has_z ? row_stride(z, "z") : 0};
+void conv_silu_fwd(const T* xp, int64_t sx, const T* wp, const T* bp, T* op, int64_t Bt, int64_t L,
+                   int64_t Di, int64_t K, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t b = 0; b < Bt; ++b)
+    for (int64_t t = 0; t < L; ++t) {
+      T* o = op + (b * L + t) * Di;
+      for (int64_t d = 0; d < Di; ++d) o[d] = bp[d];
+      for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+        const T* xs = xp + (b * L + t - (K - 1) + k) * sx;
+        const T* wk = wp + k * Di;
+        SIMD
+        for (int64_t d = 0; d < Di; ++d) o[d] += wk[d] * xs[d];
+      }
+      SIMD
+      for (int64_t d = 0; d < Di; ++d) o[d] = o[d] / (T(1) + std::exp(-o[d]));
+    }
 }
 
-void check_scan(const torch::Tensor& u, const torch::Tensor& dp, const torch::Tensor& At,
-                const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dv,
-                const torch::Tensor& z) {
-  TORCH_CHECK(u.dim() == 3 && u.is_contiguous() && dp.is_contiguous() && dp.sizes() == u.sizes(),
-              "u and delta must be contiguous (B, L, D)");
-  TORCH_CHECK(At.dim() == 2 && At.size(1) == u.size(2) && At.is_contiguous(), "At must be (N, D)");
-  TORCH_CHECK(Bm.size(0) == u.size(0) && Bm.size(1) == u.size(1) && Bm.size(2) == At.size(0) &&
-              Cm.sizes() == Bm.sizes(), "B and C must be (B, L, N)");
-  TORCH_CHECK(Dv.dim() == 1 && Dv.size(0) == u.size(2) && Dv.is_contiguous(), "D must be (D,)");
-  TORCH_CHECK(z.numel() == 0 || z.sizes() == u.sizes(), "z must be (B, L, D) or empty");
-  for (const auto* x : {&dp, &At, &Bm, &Cm, &Dv, &z})
-    TORCH_CHECK(x->numel() == 0 || (x->device().is_cpu() && x->scalar_type() == u.scalar_type()),
-                "selective scan: CPU tensors of one dtype expected");
+// gw_parts: (nthreads, K + 1, Di) zeros, row K for the bias; the caller sums over threads.
+template <typename T>
+void conv_silu_bwd(const T* xp, int64_t sx, const T* wp, const T* bp, const T* gp_in, T* gxp,
+                   int64_t sgx, T* gw_parts, int64_t Bt, int64_t L, int64_t Di, int64_t K,
+                   int nthreads) {
+#pragma omp parallel num_threads(nthreads)
+  {
+    T* gw = gw_parts + omp_get_thread_num() * (K + 1) * Di;
+    std::vector<T> gpre(L * Di);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < Bt; ++b) {
+      for (int64_t t = 0; t < L; ++t) {  // dL/d(pre-activation)
+        T* g = gpre.data() + t * Di;
+        for (int64_t d = 0; d < Di; ++d) g[d] = bp[d];
+        for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+          const T* xs = xp + (b * L + t - (K - 1) + k) * sx;
+          SIMD
+          for (int64_t d = 0; d < Di; ++d) g[d] += wp[k * Di + d] * xs[d];
+        }
+        const T* go = gp_in + (b * L + t) * Di;
+        SIMD
+        for (int64_t d = 0; d < Di; ++d) {
+          const T p = g[d], sg = T(1) / (T(1) + std::exp(-p));
+          g[d] = go[d] * sg * (T(1) + p * (T(1) - sg));
+          gw[K * Di + d] += g[d];
+        }
+        for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+          const T* xs = xp + (b * L + t - (K - 1) + k) * sx;
+          SIMD
+          for (int64_t d = 0; d < Di; ++d) gw[k * Di + d] += g[d] * xs[d];
+        }
+      }
+      for (int64_t s = 0; s < L; ++s) {  // x_s feeds outputs t = s + K - 1 - k
+        T* o = gxp + (b * L + s) * sgx;
+        for (int64_t d = 0; d < Di; ++d) o[d] = T(0);
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t t = s + K - 1 - k;
+          if (t >= L) continue;
+          const T* g = gpre.data() + t * Di;
+          SIMD
+          for (int64_t d = 0; d < Di; ++d) o[d] += wp[k * Di + d] * g[d];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void scan_fwd(const T* u, const T* delta, const T* At, const T* Bm, const T* Cm, const T* Dv,
+              const T* z, T* out, T* ysave, int64_t Bt, int64_t L, int64_t Di, int64_t N,
+              int64_t sB, int64_t sC, int64_t sZ, int nthreads) {
+  const Scan<T> s{u, delta, At, Bm, Cm, Dv, z, L, Di, N, sB, sC, sZ};
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> buf(3 * N * DB + DB + 3 * L * DB);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < Bt; ++b)
+      for (int64_t d0 = 0; d0 < Di; d0 += DB) s.forward(b, d0, out, ysave, buf);
+  }
+}
+
+// gB, gC: zeros; gA_parts (nthreads, N, Di) and gD_parts (nthreads, Di + DB) zeros, summed by
+// the caller over threads.
+template <typename T>
+void scan_bwd(const T* u, const T* delta, const T* At, const T* Bm, const T* Cm, const T* Dv,
+              const T* z, const T* y, const T* gout, T* gu, T* gdelta, T* gB, T* gC, T* gz,
+              int64_t sGZ, T* gA_parts, T* gD_parts, int64_t Bt, int64_t L, int64_t Di, int64_t N,
+              int64_t sB, int64_t sC, int64_t sZ, int nthreads) {
+  const Scan<T> s{u, delta, At, Bm, Cm, Dv, z, L, Di, N, sB, sC, sZ};
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = omp_get_thread_num();
+    std::vector<T> buf((2 * L + 4) * N * DB + 3 * L * DB + 3 * DB);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < Bt; ++b)
+      for (int64_t d0 = 0; d0 < Di; d0 += DB)
+        s.backward(b, d0, gout, y, gu, gdelta, gB, gC, gz, sGZ, gA_parts + tid * N * Di,
+                   gD_parts + tid * (Di + DB) + d0, buf);
+  }
 }
 
 }  // namespace
 
-// Returns (out, y): out = y * silu(z) (out is y when z is empty); y is kept for the backward.
-std::vector<torch::Tensor> scan_fwd(torch::Tensor u, torch::Tensor dp, torch::Tensor At,
-                                    torch::Tensor Bm, torch::Tensor Cm, torch::Tensor Dv,
-                                    torch::Tensor z) {
-  check_scan(u, dp, At, Bm, Cm, Dv, z);
-  const int64_t Bt = u.size(0), L = u.size(1), Di = u.size(2), N = At.size(0);
-  auto out = torch::empty_like(u);
-  auto y = z.numel() > 0 ? torch::empty_like(u) : out;
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "scan_fwd", [&] {
-    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z);
-    scalar_t* ys = z.numel() > 0 ? y.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> buf(3 * N * DB + DB + 3 * L * DB);
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t d0 = 0; d0 < Di; d0 += DB) s.forward(b, d0, out.data_ptr<scalar_t>(), ys, buf);
-    });
-  });
-    return {out, y};
-}
+// C entry points, one per dtype (f: float32, d: float64), called through ctypes.
+#define ENTRY_POINTS(T, SUF)                                                                      \
+  extern "C" void scan_fwd_##SUF(const T* u, const T* delta, const T* At, const T* Bm,         \
+                                 const T* Cm, const T* Dv, const T* z, T* out, T* ysave,       \
+                                 int64_t Bt, int64_t L, int64_t Di, int64_t N, int64_t sB,     \
+                                 int64_t sC, int64_t sZ, int nthreads) {                       \
+    scan_fwd<T>(u, delta, At, Bm, Cm, Dv, z, out, ysave, Bt, L, Di, N, sB, sC, sZ, nthreads);  \
+  }                                                                                             \
+  extern "C" void scan_bwd_##SUF(const T* u, const T* delta, const T* At, const T* Bm,         \
+                                 const T* Cm, const T* Dv, const T* z, const T* y,             \
+                                 const T* gout, T* gu, T* gdelta, T* gB, T* gC, T* gz,         \
+                                 int64_t sGZ, T* gA_parts, T* gD_parts, int64_t Bt, int64_t L, \
+                                 int64_t Di, int64_t N, int64_t sB, int64_t sC, int64_t sZ,    \
+                                 int nthreads) {                                               \
+    scan_bwd<T>(u, delta, At, Bm, Cm, Dv, z, y, gout, gu, gdelta, gB, gC, gz, sGZ, gA_parts,   \
+                gD_parts, Bt, L, Di, N, sB, sC, sZ, nthreads);                                 \
+  }                                                                                             \
+  extern "C" void conv_silu_fwd_##SUF(const T* x, int64_t sx, const T* wT, const T* bias,      \
+                                      T* out, int64_t Bt, int64_t L, int64_t Di, int64_t K,    \
+                                      int nthreads) {                                          \
+    conv_silu_fwd<T>(x, sx, wT, bias, out, Bt, L, Di, K, nthreads);                            \
+  }                                                                                             \
+  extern "C" void conv_silu_bwd_##SUF(const T* x, int64_t sx, const T* wT, const T* bias,      \
+                                      const T* gxc, T* gx, int64_t sgx, T* gw_parts,           \
+                                      int64_t Bt, int64_t L, int64_t Di, int64_t K,            \
+                                      int nthreads) {                                          \
+    conv_silu_bwd<T>(x, sx, wT, bias, gxc, gx, sgx, gw_parts, Bt, L, Di, K, nthreads);         \
+  }
 
-// Returns (gu, gdp, gAt, gB, gC, gD); writes dL/dz into gz (same shape as z, any row stride).
-std::vector<torch::Tensor> scan_bwd(torch::Tensor u, torch::Tensor dp, torch::Tensor At,
-                                    torch::Tensor Bm, torch::Tensor Cm, torch::Tensor Dv,
-                                    torch::Tensor z, torch::Tensor y,
-                                    torch::Tensor gout, torch::Tensor gz) {
-  check_scan(u, dp, At, Bm, Cm, Dv, z);
-  gout = gout.contiguous();
-  y = y.contiguous();
-  TORCH_CHECK(gout.sizes() == u.sizes() && gout.scalar_type() == u.scalar_type(), "bad grad");
-  TORCH_CHECK(z.numel() == 0 || gz.sizes() == z.sizes(), "gz must be shaped like z");
-  const int64_t Bt = u.size(0), L = u.size(1), Di = u.size(2), N = At.size(0);
-  auto gu = torch::empty_like(u);
-  auto gdp = torch::empty_like(u);
-  auto gB = torch::zeros({Bt, L, N}, u.options());
-  auto gC = torch::zeros({Bt, L, N}, u.options());
-  const int64_t nthreads = at::get_num_threads();
-  auto gA_parts = torch::zeros({nthreads, N, Di}, u.options());
-  auto gD_parts = torch::zeros({nthreads, Di + DB}, u.options());  // DB spare lanes
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "scan_bwd", [&] {
-    auto s = make_scan<scalar_t>(u, dp, At, Bm, Cm, Dv, z);
-    const int64_t sGZ = z.numel() > 0 ? row_stride(gz, "gz") : 0;
-    scalar_t* gzp = z.numel() > 0 ? gz.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
-      const int64_t tid = at::get_thread_num();
-      std::vector<scalar_t> buf((2 * L + 4) * N * DB + 3 * L * DB + 3 * DB);
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t d0 = 0; d0 < Di; d0 += DB)
-          s.backward(b, d0, gout.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                     gu.data_ptr<scalar_t>(), gdp.data_ptr<scalar_t>(), gB.data_ptr<scalar_t>(),
-                     gC.data_ptr<scalar_t>(), gzp, sGZ,
-                     gA_parts.data_ptr<scalar_t>() + tid * N * Di,
-                     gD_parts.data_ptr<scalar_t>() + tid * (Di + DB) + d0, buf);
-    });
-  });
-  return {gu, gdp, gA_parts.sum(0), gB, gC, gD_parts.sum(0).narrow(0, 0, Di).contiguous()};
-}
+ENTRY_POINTS(float, f)
+ENTRY_POINTS(double, d)
 
-// xc = silu(causal depthwise conv(x)); x (B, L, D) with any row stride, wT (K, D), bias (D).
-torch::Tensor conv_silu_fwd(torch::Tensor x, torch::Tensor wT, torch::Tensor bias) {
-  const int64_t sx = row_stride(x, "x");
-  TORCH_CHECK(wT.dim() == 2 && wT.size(1) == x.size(2) && wT.is_contiguous() &&
-              bias.sizes() == at::IntArrayRef{x.size(2)} && bias.is_contiguous(), "bad conv weights");
-  const int64_t Bt = x.size(0), L = x.size(1), Di = x.size(2), K = wT.size(0);
-  auto xc = torch::empty({Bt, L, Di}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv_silu_fwd", [&] {
-    const scalar_t *xp = x.data_ptr<scalar_t>(), *wp = wT.data_ptr<scalar_t>(),
-                   *bp = bias.data_ptr<scalar_t>();
-    scalar_t* op = xc.data_ptr<scalar_t>();
-    at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t t = 0; t < L; ++t) {
-          scalar_t* o = op + (b * L + t) * Di;
-          for (int64_t d = 0; d < Di; ++d) o[d] = bp[d];
-          for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
-            const scalar_t* xs = xp + (b * L + t - (K - 1) + k) * sx;
-            const scalar_t* wk = wp + k * Di;
-SIMD
-            for (int64_t d = 0; d < Di; ++d) o[d] += wk[d] * xs[d];
-          }
-SIMD
-          for (int64_t d = 0; d < Di; ++d) o[d] = o[d] / (scalar_t(1) + std::exp(-o[d]));
-        }
-    });
-  });
-  return xc;
-}
-
-// Backward of conv_silu_fwd given dL/dxc: writes dL/dx into gx (any row stride), returns (gwT, gbias).
-std::vector<torch::Tensor> conv_silu_bwd(torch::Tensor x, torch::Tensor wT, torch::Tensor bias,
-                                         torch::Tensor gxc, torch::Tensor gx) {
-  const int64_t sx = row_stride(x, "x"), sgx = row_stride(gx, "gx");
-  gxc = gxc.contiguous();
-  const int64_t Bt = x.size(0), L = x.size(1), Di = x.size(2), K = wT.size(0);
-  const int64_t nthreads = at::get_num_threads();
-  auto gw_parts = torch::zeros({nthreads, K + 1, Di}, x.options());  // row K: bias
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv_silu_bwd", [&] {
-    const scalar_t *xp = x.data_ptr<scalar_t>(), *wp = wT.data_ptr<scalar_t>(),
-                   *bp = bias.data_ptr<scalar_t>(), *gp_in = gxc.data_ptr<scalar_t>();
-    scalar_t* gxp = gx.data_ptr<scalar_t>();
-    at::parallel_for(0, Bt, 1, [&](int64_t b0, int64_t b1) {
-      scalar_t* gw = gw_parts.data_ptr<scalar_t>() + at::get_thread_num() * (K + 1) * Di;
-      std::vector<scalar_t> gpre(L * Di);
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t t = 0; t < L; ++t) {  // dL/d(pre-activation)
-          scalar_t* g = gpre.data() + t * Di;
-          for (int64_t d = 0; d < Di; ++d) g[d] = bp[d];
-          for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
-            const scalar_t* xs = xp + (b * L + t - (K - 1) + k) * sx;
-SIMD
-            for (int64_t d = 0; d < Di; ++d) g[d] += wp[k * Di + d] * xs[d];
-          }
-          const scalar_t* go = gp_in + (b * L + t) * Di;
-SIMD
-          for (int64_t d = 0; d < Di; ++d) {
-            const scalar_t p = g[d], s = scalar_t(1) / (scalar_t(1) + std::exp(-p));
-            g[d] = go[d] * s * (scalar_t(1) + p * (scalar_t(1) - s));
-            gw[K * Di + d] += g[d];
-          }
-          for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
-            const scalar_t* xs = xp + (b * L + t - (K - 1) + k) * sx;
-SIMD
-            for (int64_t d = 0; d < Di; ++d) gw[k * Di + d] += g[d] * xs[d];
-          }
-        }
-        for (int64_t s = 0; s < L; ++s) {  // x_s feeds outputs t = s + K - 1 - k
-          scalar_t* o = gxp + (b * L + s) * sgx;
-          for (int64_t d = 0; d < Di; ++d) o[d] = scalar_t(0);
-          for (int64_t k = 0; k < K; ++k) {
-            const int64_t t = s + K - 1 - k;
-            if (t >= L) continue;
-            const scalar_t* g = gpre.data() + t * Di;
-SIMD
-            for (int64_t d = 0; d < Di; ++d) o[d] += wp[k * Di + d] * g[d];
-          }
-        }
-      }
-    });
-  });
-  auto gw = gw_parts.sum(0);
-  return {gw.narrow(0, 0, K).contiguous(), gw[K].contiguous()};
-}
+extern "C" int64_t scan_block_size() { return DB; }
