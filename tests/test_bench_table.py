@@ -71,3 +71,26 @@ def test_csv_long_form(tmp_path):
     assert {r["model"] for r in eff} == {"SASRec", "GRU4Rec", "FamouSRec"} and float(eff[0]["params_total"]) == 1000
     assert table.to_csv([], "cpu") == ""
     assert io.StringIO(table.to_csv(table.efficiency_rows(RECORDS), "x")).readline().startswith("profile,dataset")
+
+
+def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
+    import json
+    import os
+
+    from recbole_famous.bench import __main__ as cli
+    from recbole_famous.bench import plan, runs
+
+    (tmp_path / "p.yaml").write_text(json.dumps({"description": "toy budget", "models": ["SASRec", "FamouSRec"],
+                                                 "datasets": ["Instruments"], "seeds": [1]}))
+    profile = plan.load_profile(str(tmp_path / "p.yaml"))
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    for spec, rec in zip(plan.plan(profile), (_rec("SASRec", 1, 0.05), _rec("FamouSRec", 1, 0.06))):
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            json.dump({**rec, "spec": runs.spec_dict(spec)}, f)
+    argv = ["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs]
+    assert cli.main(argv) == 0
+    md = open(os.path.join(docs, "p", "table2.md")).read()
+    assert "**`p`**: toy budget" in md and "+20.0% vs SASRec" in md
+    assert "Made by: `python -m recbole_famous.bench table --profile" in md

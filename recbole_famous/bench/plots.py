@@ -20,7 +20,7 @@ def _plt():
 
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the note line at the bottom
     fig.savefig(path, dpi=120)
     _plt().close(fig)
     return path
