@@ -130,3 +130,18 @@ def test_shipped_profiles_load():
         assert {"FamouSRec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec", "FMLPRec", "Mamba4Rec"} <= set(profile.models)
         assert "Instruments" in profile.datasets and len(profile.seeds_for("FamouSRec")) == 3
     assert plan.load_profile("paper").config.get("epochs") is None  # the paper's budget: early stopping
+
+
+def test_record_made_with_other_settings_is_flagged_not_rerun(tmp_path):
+    spec = plan.plan(_profile(tmp_path))[0]
+    out = str(tmp_path / "out")
+    record = _fake_record(spec)
+    record["spec"]["overrides"]["epochs"] = 5  # the profile said 5 epochs when this run was made
+    path = runs.record_path(out, spec)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump(record, f)
+    assert runs.state(out, spec) == "changed" and runs.changed_keys(record, spec) == ["epochs"]
+    calls, lines = [], []
+    assert runs.run_one(spec, out, launcher=_writer(calls), echo=lines.append) is None
+    assert calls == [] and "other settings (epochs)" in lines[-1]

@@ -53,11 +53,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def changed_keys(record: dict, spec) -> list:
+    """Settings in which a finished record differs from ``spec`` (the profile was edited since it ran)."""
+    old, new = record.get("spec", {}).get("overrides", {}), spec.overrides_dict()
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
 def state(out_dir: str, spec) -> str:
-    """``finished``, ``running`` (live lock), ``failed`` or ``pending``."""
+    """``finished``, ``changed`` (finished with other settings), ``running`` (live lock), ``failed`` or ``pending``."""
     path = record_path(out_dir, spec)
-    if load_record(path) is not None:
-        return "finished"
+    record = load_record(path)
+    if record is not None:
+        return "changed" if changed_keys(record, spec) else "finished"
     lock = _sibling(path, ".lock")
     if os.path.isfile(lock):
         try:
@@ -99,6 +106,11 @@ def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=p
     now = state(out_dir, spec)
     if now == "finished":
         return load_record(path)
+    if now == "changed":
+        keys = changed_keys(load_record(path), spec)
+        echo(f"  skipped: {path} was made with other settings ({', '.join(keys)}); never rerun over a finished "
+             "run: restore the profile, or move the record away to rerun it")
+        return None
     if now == "running" or (now == "failed" and not retry_failed):
         echo(f"  skipped ({now}; {'another process runs it' if now == 'running' else 'use --retry-failed'})")
         return None
