@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 
 import yaml
@@ -105,6 +106,10 @@ def _write_table(records, args, profile, argv, echo) -> None:
     echo("wrote " + ", ".join(paths))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
@@ -162,4 +167,5 @@ def _dispatch(args, argv, echo) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the current run too, as Ctrl-C does
     sys.exit(main())

@@ -69,7 +69,7 @@ def state(out_dir: str, spec) -> str:
     if os.path.isfile(lock):
         try:
             with open(lock) as f:
-                if _pid_alive(int(f.read().strip() or 0)):
+                if any(_pid_alive(int(p)) for p in f.read().split()):
                     return "running"
         except (OSError, ValueError):
             pass
@@ -89,6 +89,8 @@ def launch_subprocess(job_path: str, out_path: str, log_path: str) -> int:
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen([sys.executable, "-m", "recbole_famous.bench.worker", job_path, out_path],
                                 stdout=log, stderr=subprocess.STDOUT)
+        with open(_sibling(out_path, ".lock"), "a") as lock:  # the run is live while either process is
+            lock.write(f" {proc.pid}")
         try:
             return proc.wait()
         except BaseException:  # Ctrl-C / SIGTERM of the benchmark stops its run too
