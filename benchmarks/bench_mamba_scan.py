@@ -3,7 +3,8 @@
     pip install mambapy==1.2.0 --no-deps   # benchmark-only dependency
     nice python benchmarks/bench_mamba_scan.py [--threads 1] [--batch 256 --length 50 --d-model 64 --d-state 16 32]
 
-Both blocks get the same weights (the parameter layouts are the same), so their outputs are
+Wall time is what training waits for; process CPU time (summed over threads) is steadier on a
+shared machine, where other people's jobs stretch the wall time. Both blocks get the same weights (the parameter layouts are the same), so their outputs are
 compared too. Prints the median time per step of each, the ratio, and where our time goes: the
 scan kernel's forward and backward timed alone on tensors of the block's sizes, the rest being
 the projections, the convolution and the element-wise ops.
@@ -22,15 +23,17 @@ from recbole_famous.model.mamba import MambaBlock  # noqa: E402
 from recbole_famous.model.mamba.scan import load_extension  # noqa: E402
 
 
-def median_time(fn, repeats, warmup=1):
+def median_time(fn, repeats, warmup=1, cpu=False):
+    """Median wall time of ``fn`` (or, with ``cpu``, (wall, process CPU time))."""
     for _ in range(warmup):
         fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return (statistics.median(walls), statistics.median(cpus)) if cpu else statistics.median(walls)
 
 
 def fwd_bwd(block, x):
@@ -71,12 +74,13 @@ def main():
         with torch.no_grad():
             diff = (ours(x) - ref(x)).abs().max().item()
 
-        t_ours = median_time(fwd_bwd(ours, x), args.repeats)
-        t_ref = median_time(fwd_bwd(ref, x), args.mambapy_repeats)
+        t_ours, c_ours = median_time(fwd_bwd(ours, x), args.repeats, cpu=True)
+        t_ref, c_ref = median_time(fwd_bwd(ref, x), args.mambapy_repeats, cpu=True)
 
         print(f"\nd_state {d_state}: max |ours - mambapy| output = {diff:.2e}")
-        print(f"  mambapy MambaBlock fwd+bwd  {t_ref * 1e3:9.1f} ms")
-        print(f"  ours    MambaBlock fwd+bwd  {t_ours * 1e3:9.1f} ms   -> {t_ref / t_ours:.1f}x faster")
+        print(f"  mambapy MambaBlock fwd+bwd  {t_ref * 1e3:9.1f} ms wall {c_ref * 1e3:9.1f} ms CPU")
+        print(f"  ours    MambaBlock fwd+bwd  {t_ours * 1e3:9.1f} ms wall {c_ours * 1e3:9.1f} ms CPU"
+              f"   -> {t_ref / t_ours:.1f}x faster (wall), {c_ref / c_ours:.1f}x (CPU time)")
         breakdown(ours, x, args.repeats)
 
 
