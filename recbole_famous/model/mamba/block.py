@@ -18,6 +18,7 @@ causal-conv1d is installed, else torch's conv and ``selective_scan_fn``); on the
 C++ kernels (``inner_cpu.py``); where those cannot be compiled, or on a GPU without mamba-ssm,
 standard modules and the plain PyTorch scan. The path taken is logged once at INFO.
 """
+import functools
 import math
 
 import torch
@@ -28,6 +29,7 @@ from recbole_famous.model.mamba.inner_cpu import mamba_inner_cpu
 from recbole_famous.model.mamba.scan import load_extension, log_once, selective_scan
 
 
+@functools.lru_cache(maxsize=None)
 def _mamba_ssm_kernels():
     """(selective_scan_fn, mamba_inner_fn or None) from mamba-ssm, or None if not installed."""
     try:
