@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 
 
 def _plt():
@@ -16,6 +17,11 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _title(ax, title: str) -> None:
+    ax.set_title("\n".join(textwrap.wrap(title, 55, break_on_hyphens=False)) if "\n" not in title else title,
+                 fontsize=10)
 
 
 def _save(fig, path: str) -> str:
@@ -31,7 +37,7 @@ def bars(values: dict, path: str, title: str, ylabel: str, errors: dict | None =
     """One bar per label (``values``: label -> number), optional error bars; ``highlight`` drawn in another colour."""
     plt = _plt()
     labels = list(values)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(labels) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(labels) + 2.0), 4.0))
     heights = [values[k] for k in labels]
     yerr = [0 if errors is None or errors.get(k) is None or math.isnan(errors[k]) else errors[k] for k in labels]
     colours = ["tab:red" if k == highlight else "tab:blue" for k in labels]
@@ -40,9 +46,11 @@ def bars(values: dict, path: str, title: str, ylabel: str, errors: dict | None =
         if not math.isnan(h):
             ax.text(i, h, f"{h:.4g}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+    tilt = len(labels) > 4 or max(len(k) for k in labels) > 10
+    ax.set_xticklabels(labels, rotation=25 if tilt else 0, ha="right" if tilt else "center", fontsize=9)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.margins(y=0.12)
+    _title(ax, title)
     if note:
         fig.text(0.01, 0.01, note, fontsize=7, color="dimgray")
     return _save(fig, path)
@@ -67,7 +75,7 @@ def filter_amplitudes(curves: dict, path: str, title: str, note: str = "") -> st
         ax.plot(range(len(amp)), amp, marker="o", markersize=2.5, label=label)
     ax.set_xlabel("frequency bin (0 = lowest, right = highest)")
     ax.set_ylabel("mean filter amplitude |Q|")
-    ax.set_title(title)
+    _title(ax, title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if note:
