@@ -218,3 +218,17 @@ def test_mamba_ssm_path_plumbing_matches_our_path():
     block = MambaBlock(16, d_state=4).double()
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     torch.testing.assert_close(block._forward_mamba_ssm(x, fake_selective_scan_fn, None), block(x))
+
+
+def test_failed_build_falls_back_to_torch_and_says_why(monkeypatch, tmp_path, caplog):
+    import recbole_famous.model.mamba.scan as scan_mod
+    monkeypatch.setattr(scan_mod, "_ext", None)
+    monkeypatch.setattr(scan_mod, "_ext_failed", False)
+    monkeypatch.setenv("RECBOLE_FAMOUS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a compiler that always fails
+    with caplog.at_level("WARNING"):
+        assert scan_mod.load_extension() is None
+    assert "could not build the C++ selective scan" in caplog.text
+    block = MambaBlock(8, d_state=4)
+    y = block(torch.randn(2, 5, 8))
+    assert y.shape == (2, 5, 8) and torch.isfinite(y).all()
