@@ -29,10 +29,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def parse_variant(text):
     if text == "default":
         return {}
-    out = {}
-    for part in text.split(","):
-        key, value = part.split("=", 1)
-        out[key] = yaml.safe_load(value)
+    out, depth, start = {}, 0, 0
+    for i, ch in enumerate(text + ","):  # split on commas outside brackets: experts=[a,b],n_layers=2
+        depth += ch in "[{" and 1 or ch in "]}" and -1 or 0
+        if ch == "," and depth == 0:
+            key, value = text[start:i].split("=", 1)
+            out[key] = yaml.safe_load(value)
+            start = i + 1
     return out
 
 

@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--eval-batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     ap.add_argument("--json", default=None, help="write the figures here")
+    ap.add_argument("--eval-only", action="store_true", help="time inference only (no training steps)")
     ap.add_argument("--no-mamba-variant", action="store_true", help="skip the 'mamba replaced by mlp' variant")
     args = ap.parse_args()
     if args.threads:
@@ -76,9 +77,11 @@ def main():
               "use_gpu": torch.cuda.is_available()}
     sas, data = build("SASRec", args.dataset, common)
     train_data, _, test_data = data
-    variants = {"FamouSRec": {}, "FamouSRec lambda_spe=0": {"lambda_spe": 0.0},
-                "FamouSRec spe_mode=sampled": {"spe_mode": "sampled"}}
-    if not args.no_mamba_variant:
+    variants = {"FamouSRec": {}}
+    if not args.eval_only:
+        variants.update({"FamouSRec lambda_spe=0": {"lambda_spe": 0.0},
+                         "FamouSRec spe_mode=sampled": {"spe_mode": "sampled"}})
+    if not args.no_mamba_variant and not args.eval_only:
         variants["FamouSRec mamba->mlp"] = {"experts": ["attention", "gru", "mlp", "mlp"]}
     models = {"SASRec": sas}
     for name, extra in variants.items():
@@ -88,7 +91,7 @@ def main():
 
     # ---- training steps on identical batches, interleaved ----
     batches = []
-    for i, batch in enumerate(train_data):
+    for i, batch in enumerate([] if args.eval_only else train_data):
         batches.append(batch.to(device))
         if len(batches) == args.batches + 2:
             break
@@ -103,13 +106,14 @@ def main():
     # ---- L_spe alone on one batch's pairs ----
     from recbole_famous.model.losses import specialization_loss
     fam = models["FamouSRec"]
-    fam.train()
-    b0 = batches[2]
-    out, _ = fam.encode(b0[fam.ITEM_SEQ], b0[fam.ITEM_SEQ_LEN], need_pairs="exact")
-    pairs = out.pairs.detach().requires_grad_()
-    items = fam.item_embedding.weight
     spe_s = []
-    for _ in range(5):
+    if not args.eval_only:
+        fam.train()
+        b0 = batches[2]
+        out, _ = fam.encode(b0[fam.ITEM_SEQ], b0[fam.ITEM_SEQ_LEN], need_pairs="exact")
+        pairs = out.pairs.detach().requires_grad_()
+        items = fam.item_embedding.weight
+    for _ in range(0 if args.eval_only else 5):
         own = out.own.detach().requires_grad_()
         spe_s.append(timed(lambda: specialization_loss(own, pairs, items, fam.spe_chunk_size).backward()))
 
@@ -131,8 +135,26 @@ def main():
                 users += len(interaction)
     usage = fam.expert_usage_share()
 
+    # ---- inference with every user forced onto one expert: the cost of each kind at k = 1 ----
+    forced = {}
+    with torch.no_grad():
+        for j, kind in enumerate(fam.kinds):
+            fam.force_expert = j
+            tot = {"SASRec": [0.0, 0.0], "FamouSRec": [0.0, 0.0]}
+            for i, (interaction, *_rest) in enumerate(test_data):
+                if i >= args.eval_batches + 1:
+                    break
+                interaction = interaction.to(device)
+                for name in tot:
+                    s = timed(models[name].full_sort_predict, interaction)
+                    if i >= 1:
+                        tot[name] = [a + b for a, b in zip(tot[name], s)]
+            forced[f"{j}:{kind}"] = {"wall": round(tot["FamouSRec"][0] / tot["SASRec"][0], 2),
+                                     "cpu": round(tot["FamouSRec"][1] / tot["SASRec"][1], 2)}
+        fam.force_expert = None
+
     n_train_batches = len(train_data)
-    med = {name: [statistics.median(x[i] for x in v) for i in (0, 1)] for name, v in step_s.items()}
+    med = {name: [statistics.median(x[i] for x in v) for i in (0, 1)] for name, v in step_s.items() if v}
 
     def per_clock(fn):
         return {clock: fn(i) for i, clock in enumerate(("wall", "cpu"))}
@@ -146,12 +168,15 @@ def main():
         "epoch_s_estimate": per_clock(lambda i: {k: round(v[i] * n_train_batches, 1) for k, v in med.items()}),
         "epoch_ratio_vs_sasrec": per_clock(lambda i: {k: round(v[i] / med["SASRec"][i], 2) for k, v in med.items()}),
         "spe_pairs_term_ms (step - step with lambda_spe=0)":
-            per_clock(lambda i: round((med["FamouSRec"][i] - med["FamouSRec lambda_spe=0"][i]) * 1e3, 1)),
-        "spe_loss_alone_fwd_bwd_ms_median": per_clock(lambda i: round(statistics.median(x[i] for x in spe_s) * 1e3, 1)),
+            per_clock(lambda i: round((med["FamouSRec"][i] - med["FamouSRec lambda_spe=0"][i]) * 1e3, 1))
+            if "FamouSRec lambda_spe=0" in med else None,
+        "spe_loss_alone_fwd_bwd_ms_median": per_clock(lambda i: round(statistics.median(x[i] for x in spe_s) * 1e3, 1))
+            if spe_s else None,
         "eval_users": users,
         "inference_ms_per_user": per_clock(lambda i: {k: round(v[i] / max(users, 1) * 1e3, 4) for k, v in eval_s.items()}),
         "inference_ratio_vs_sasrec": per_clock(lambda i: {k: round(v[i] / eval_s["SASRec"][i], 2)
                                                           for k, v in eval_s.items()}),
+        "inference_ratio_vs_sasrec_all_users_forced_to_one_expert": forced,
         "famousrec_expert_usage_share_at_inference (untrained)": usage,
         "famousrec_experts": fam.kinds, "famousrec_n_layers": fam.n_layers,
         "sasrec_n_layers": sas.n_layers,
