@@ -145,3 +145,27 @@ def test_record_made_with_other_settings_is_flagged_not_rerun(tmp_path):
     calls, lines = [], []
     assert runs.run_one(spec, out, launcher=_writer(calls), echo=lines.append) is None
     assert calls == [] and "other settings (epochs)" in lines[-1]
+
+
+def test_worker_resumes_from_a_killed_attempts_checkpoint(tmp_path):
+    from recbole_famous.bench import worker
+
+    assert worker.resume_point(str(tmp_path / "none")) is None
+    (tmp_path / "SASRec-x.pth").write_bytes(b"best")
+    assert worker.resume_point(str(tmp_path)) is None
+    (tmp_path / "SASRec-x.resume.pth").write_bytes(b"state")
+    calls = []
+
+    def run(model, dataset, overrides=None, saved=True, resume=None):
+        calls.append(resume)
+        return {"ok": True}
+
+    assert worker._run_or_resume(run, {"model": "SASRec", "dataset": "d"}, {}, str(tmp_path)) == {"ok": True}
+    assert calls == [str(tmp_path / "SASRec-x.resume.pth")]
+
+    def old_run(model, dataset, overrides=None, saved=True):  # a runner without resume: a fresh run
+        calls.append("fresh")
+        return {}
+
+    worker._run_or_resume(old_run, {"model": "SASRec", "dataset": "d"}, {}, str(tmp_path))
+    assert calls[-1] == "fresh"

@@ -11,8 +11,8 @@ Layout under the output folder (``results/bench`` by default, git-ignored):
 * ``logs/...seed<N>.log``: the run's full log; ``saved/...``: its best checkpoint; ``runner/``: the runner's
   own ``result.json`` and ``run.log``.
 
-A run killed half-way leaves no record, so resuming reruns it from its start (the runner's checkpoints hold
-only the best model, not the optimizer state).
+A run killed half-way leaves no record, so resuming runs it again: from the last validated epoch when the
+runner left a ``.resume.pth`` in the run's checkpoint folder (``worker.resume_point``), else from its start.
 """
 
 from __future__ import annotations

@@ -51,6 +51,32 @@ def machine() -> dict:
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
+def resume_point(checkpoint_dir: str) -> str | None:
+    """The newest per-epoch resume checkpoint an earlier, killed attempt of this run left (the folder is the
+    run's own), if the runner writes them (``<name>.resume.pth``)."""
+    try:
+        files = [os.path.join(checkpoint_dir, f) for f in os.listdir(checkpoint_dir) if f.endswith(".resume.pth")]
+    except OSError:
+        return None
+    return max(files, key=os.path.getmtime) if files else None
+
+
+def _run_or_resume(run, spec, overrides, checkpoint_dir):
+    """``runner.run``, continued from a killed attempt's last validated epoch when the runner supports it."""
+    import inspect
+
+    from recbole_famous.errors import UsageError
+
+    point = resume_point(checkpoint_dir)
+    if point and "resume" in inspect.signature(run).parameters:
+        print(f"resuming from {point}", flush=True)
+        try:
+            return run(spec["model"], spec["dataset"], overrides=overrides, saved=True, resume=point)
+        except UsageError as exc:  # e.g. an incompatible checkpoint: start the run afresh
+            print(f"cannot resume ({exc}); starting afresh", flush=True)
+    return run(spec["model"], spec["dataset"], overrides=overrides, saved=True)
+
+
 def execute(job: dict) -> dict:
     """Run ``job`` (``{"spec": ..., "paths": {...}}``) and return the run record (see ``runs.py``)."""
     from recbole_famous.bench import checkpoint, efficiency
@@ -65,7 +91,7 @@ def execute(job: dict) -> dict:
     rss_start = _rss_mb()
     overrides = {**spec["overrides"], **paths, "show_progress": False}
     t0 = time.perf_counter()
-    result = run(spec["model"], spec["dataset"], overrides=overrides, saved=True)
+    result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"])
     rss_train = _rss_mb()
     record = {"spec": spec, "paths": paths, "status": "finished", "result": result}
     loaded = checkpoint.load_run(record)
