@@ -38,6 +38,7 @@ def test_efficiency_numbers_are_sane(tiny_run):
     assert eff["infer_users"] == 120  # every user of the slice is ranked once
     assert 0 < eff["infer_ms_per_1k_users"] < 1e6
     assert 50 < eff["rss_after_imports_mb"] <= eff["peak_rss_mb"] < 64 * 1024
+    assert 0 < eff["cpu_seconds_run"] and eff["wall_seconds_run"] >= result["fit_seconds"] > 0
     assert record["expert_share"] is None and record["machine"]["torch_threads"] == 1
     assert set(record["metrics"]) == {"hit@5", "hit@10", "ndcg@5", "ndcg@10"}
 

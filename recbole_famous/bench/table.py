@@ -22,6 +22,7 @@ EFFICIENCY = (
     ("train_seconds_per_epoch", "train s / epoch", "{:.1f}"),
     ("infer_ms_per_1k_users", "inference ms / 1k users", "{:.0f}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("cpu_seconds_run", "CPU s, whole run", "{:,.0f}"),
 )
 
 

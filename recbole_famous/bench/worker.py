@@ -22,6 +22,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -92,7 +97,7 @@ def execute(job: dict) -> dict:
     overrides = {**spec["overrides"], **paths, "show_progress": False}
     t0 = time.perf_counter()
     result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"])
-    rss_train = _rss_mb()
+    rss_train, cpu_run = _rss_mb(), _cpu_seconds()
     record = {"spec": spec, "paths": paths, "status": "finished", "result": result}
     loaded = checkpoint.load_run(record)
     model = loaded.model
@@ -108,6 +113,10 @@ def execute(job: dict) -> dict:
         "peak_rss_mb": _rss_mb(),
         "peak_rss_train_mb": rss_train,
         "rss_after_imports_mb": rss_start,
+        # CPU seconds of this process for the whole runner.run (data, training, validation, test): with one torch
+        # thread about the wall time the run would take on an idle core, whatever the machine's load was
+        "cpu_seconds_run": cpu_run,
+        "wall_seconds_run": result.get("data_seconds", 0) + result.get("fit_seconds", 0) + result.get("test_seconds", 0),
     }
     record.update(
         metrics=result["test_result"], valid_metrics=result["best_valid_result"], efficiency=eff,
