@@ -2,8 +2,9 @@
 
 The models are built from their props (the project protocol: CE over all items, length 50, batch
 256) and trained on the same train dataloader; every batch is given to each model in turn (forward,
-backward, Adam), so that a shared machine's load falls on all of them alike. Prints the summed step
-time per model (one epoch) and its ratio to SASRec.
+backward, Adam), so that a shared machine's load falls on all of them alike. Prints the mean step
+time per model, the epoch time (measured, or mean step x batches per epoch with ``--batches``),
+and its ratio to SASRec.
 
     nice python benchmarks/bench_epoch_time.py --dataset ml-100k [--threads 1] [--batches N]
 """
@@ -56,13 +57,15 @@ def main():
         n += 1
         if args.batches and n >= args.batches:
             break
-    print(f"{args.dataset}: {n} train batches of {first['train_batch_size']}, length "
+    total = len(train_data)
+    print(f"{args.dataset}: {n} of {total} train batches of {first['train_batch_size']}, length "
           f"{first['MAX_ITEM_LIST_LENGTH']}; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); seed {first['seed']}")
     base = seconds.get("SASRec")
     for name, s in seconds.items():
         ratio = f"  {s / base:.2f}x SASRec" if base else ""
-        print(f"  {name:10s} {s:8.1f} s per epoch (train steps only){ratio}")
+        print(f"  {name:10s} {s / n * 1e3:8.1f} ms per step, {s / n * total:8.1f} s per epoch "
+              f"({'measured' if n == total else f'{n} steps x {total / n:.1f}'}){ratio}")
 
 
 if __name__ == "__main__":
