@@ -1,6 +1,6 @@
 """The Mamba backend: our selective scan against a float64 step-by-step reference, and the block.
 
-The first run compiles the C++ kernel (about a minute on 2 cores; cached afterwards).
+The first run compiles the C++ kernels (seconds; cached afterwards under ~/.cache/recbole_famous).
 """
 import math
 

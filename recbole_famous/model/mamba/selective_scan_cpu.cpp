@@ -19,7 +19,8 @@
 // and x can be read in place from the projections' outputs) and unit stride over channels;
 // A is passed transposed, At (N, D); conv weight as (K, D). Channels are processed in blocks of
 // DB, zero-padded to a full block so that the inner loops have a fixed trip count and vectorise.
-// Work is split over the batch; sums over the batch (dA, dD, dw, dbias) use per-thread buffers.
+// Work is split over the batch in dynamic chunks of 4 rows (a thread that the OS parks on a busy
+// machine does not hold the others up); sums over the batch (dA, dD, dw, dbias) use per-thread buffers.
 // Plain C++ with OpenMP and no torch headers (compiles in seconds); cpu_kernels.py builds it and
 // calls the extern "C" entry points at the end through ctypes, after checking every argument.
 #include <omp.h>
@@ -198,7 +199,7 @@ struct Scan {
 template <typename T>
 void conv_silu_fwd(const T* xp, int64_t sx, const T* wp, const T* bp, T* op, int64_t Bt, int64_t L,
                    int64_t Di, int64_t K, int nthreads) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nthreads)
   for (int64_t b = 0; b < Bt; ++b)
     for (int64_t t = 0; t < L; ++t) {
       T* o = op + (b * L + t) * Di;
@@ -223,7 +224,7 @@ void conv_silu_bwd(const T* xp, int64_t sx, const T* wp, const T* bp, const T* g
   {
     T* gw = gw_parts + omp_get_thread_num() * (K + 1) * Di;
     std::vector<T> gpre(L * Di);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < Bt; ++b) {
       for (int64_t t = 0; t < L; ++t) {  // dL/d(pre-activation)
         T* g = gpre.data() + t * Di;
@@ -269,7 +270,7 @@ void scan_fwd(const T* u, const T* delta, const T* At, const T* Bm, const T* Cm,
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> buf(3 * N * DB + DB + 3 * L * DB);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < Bt; ++b)
       for (int64_t d0 = 0; d0 < Di; d0 += DB) s.forward(b, d0, out, ysave, buf);
   }
@@ -287,7 +288,7 @@ void scan_bwd(const T* u, const T* delta, const T* At, const T* Bm, const T* Cm,
   {
     const int tid = omp_get_thread_num();
     std::vector<T> buf((2 * L + 4) * N * DB + 3 * L * DB + 3 * DB);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < Bt; ++b)
       for (int64_t d0 = 0; d0 < Di; d0 += DB)
         s.backward(b, d0, gout, y, gu, gdelta, gB, gC, gz, sGZ, gA_parts + tid * N * Di,
