@@ -1,7 +1,7 @@
 """Build, cache and call the C++ kernels of ``selective_scan_cpu.cpp`` (plain C++ and OpenMP, no
 torch headers: it compiles in seconds), through ctypes.
 
-The library is compiled on first use with the system's C++ compiler (``$CXX``, default ``g++``)
+The library is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++`` or ``c++``)
 and kept under ``$RECBOLE_FAMOUS_CACHE`` (default ``~/.cache/recbole_famous``) in a file named by a
 hash of the source, the flags and the CPU's feature flags (the build uses ``-march=native``), so a
 changed source or another machine never loads a stale build. Each process compiles to its own
@@ -14,6 +14,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def build():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.so")
-    cmd = [os.environ.get("CXX", "g++"), *FLAGS, str(SOURCE), "-o", str(tmp)]
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or "g++"
+    cmd = [cxx, *FLAGS, str(SOURCE), "-o", str(tmp)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
