@@ -27,6 +27,21 @@ expert at inference (paper Table 5). ``expert_usage_share()`` reports which expe
 share of users since the last ``reset_expert_usage()``.
 
 Every knob is a key of ``props/model/FamouSRec.yaml``; the defaults below match that file.
+
+Decisions the paper leaves open (default first; see ``benchmarks/ablate_famousrec_decisions.py``):
+
+* padding: left, once at the input (above); tested: a prediction ignores everything after the
+  last real item and does not depend on the rest of the batch.
+* ``gate_summary: last`` (vs ``mean``): the gate reads the position the prediction reads.
+* ``gate_hidden_size: 0``: Eq. 4 as written, one linear map from K·d to K.
+* ``filter_init: fmlp`` (vs ``ones``): FMLP-Rec's ``randn * 0.02``, as the spec says.
+* ``inter_layer: residual`` (vs ``none``), only with ``n_layers > 1``; ``n_layers: 1`` by default.
+* ``align_stop_grad: True``: L_al aligns each expert with the mixture's output, not the reverse.
+* L_spe and L_al use the last MoE layer (where f is read); L_bal averages over all layers.
+* ``spe_mode: exact`` (the paper's K² pairs); ``sampled`` is 2K encodings (see ``losses.py``).
+
+A short CPU ablation (120 ml-100k users, 3 epochs, README of the benchmark) could not separate
+these variants beyond noise; the defaults above are the reasoned ones, not tuned ones.
 """
 import torch
 import torch.nn.functional as F
