@@ -15,7 +15,22 @@ applied before --config_files.
 Output: progress and per-epoch logs, then one table of the best-validation and test metrics; a machine-readable
 result (model, dataset, full config, metrics, best epoch, seconds per epoch) in <results_dir>/<run_id>/result.json
 (results_dir defaults to results/), next to the run's log; the best model in <checkpoint_dir> (saved/).
-Exit codes: 0 success, 2 bad input (unknown model or dataset, missing or broken yaml, unknown metric, ...).
+Checkpoints: every run saves its best model as <checkpoint_dir>/<run_id>.pth and the state after its last
+validated epoch as <run_id>.resume.pth.
+  --checkpoint=PATH --eval_only     evaluate a saved model (valid and test splits), no training; the checkpoint's
+                                    own settings are used, --key=value may change metrics, topk, eval_top_k, ...
+  --resume=PATH                     continue an interrupted run (Ctrl-C / SIGTERM keep the checkpoints) with
+                                    the result the uninterrupted run would have given; --epochs=N extends it
+A checkpoint of another model or dataset, or of a changed config, is refused with a message naming what differs.
+
+More than one process (RecBole's distributed mode): --nproc=N [--world_size=W --ip=HOST --port=P
+--group_offset=K]; on CPU (use_gpu: False or no CUDA) the processes use gloo, on GPUs NCCL (--gpu_id=0,1,...).
+
+Serving: run_recbole_famous.py recommend --checkpoint=PATH --histories=FILE|- [--top_n=10]
+(= python -m recbole_famous.serving; see its --help).
+
+Exit codes: 0 success, 2 bad input (unknown model or dataset, missing or broken yaml, unknown metric, refused
+checkpoint, ...), 1 training stopped on a non-finite loss, 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -34,6 +49,14 @@ def parse_args(argv):
     parser.add_argument("--model", "-m", default=None, help="model name (default: FamouSRec, or SASRec before it exists)")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name (default: ml-100k, RecBole's packaged copy)")
     parser.add_argument("--config_files", default="", help='space-separated yaml files, e.g. "a.yaml b.yaml"')
+    parser.add_argument("--checkpoint", default=None, help="a saved model, for --eval_only")
+    parser.add_argument("--eval_only", action="store_true", help="evaluate --checkpoint, no training")
+    parser.add_argument("--resume", default=None, help="continue the run of this checkpoint")
+    parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (distributed mode)")
+    parser.add_argument("--world_size", type=int, default=-1, help="processes in all machines (default: nproc)")
+    parser.add_argument("--ip", default="localhost", help="address of the machine with rank 0")
+    parser.add_argument("--port", type=int, default=None, help="its port (default: a free one, one machine only)")
+    parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     args, rest = parser.parse_known_args(argv)
     overrides = {}
     for arg in rest:
@@ -61,19 +84,49 @@ def _loader():
 
 
 def main(argv=None) -> int:
-    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "recommend":
+        from recbole_famous import serving
+
+        return serving.main(argv[1:])
+    args, overrides = parse_args(argv)
     from recbole_famous.errors import UsageError
 
     try:
         from recbole_famous import runner
+        from recbole_famous.trainer import NonFiniteLoss, TrainingInterrupted
 
         config_files = args.config_files.split()
-        if args.dataset is None:
-            config_files = [runner.DEFAULT_JOB_CONFIG] + config_files
-        result = runner.run(args.model, args.dataset, config_files, overrides)
+        distributed = args.nproc > 1 or args.world_size > 0
+        if args.eval_only or args.checkpoint:
+            if not (args.eval_only and args.checkpoint):
+                raise UsageError("--eval_only needs --checkpoint=PATH, and --checkpoint is for --eval_only "
+                                 "(to continue training use --resume=PATH)")
+            if args.resume or distributed:
+                raise UsageError("--eval_only runs alone: drop --resume and --nproc / --world_size")
+            result = runner.evaluate_checkpoint(args.checkpoint, args.model, args.dataset, config_files, overrides)
+        else:
+            if args.dataset is None and args.resume is None:
+                config_files = [runner.DEFAULT_JOB_CONFIG] + config_files
+            if distributed:
+                from recbole_famous import distributed as dist
+
+                result = dist.run(args.model, args.dataset, config_files, overrides, nproc=args.nproc,
+                                  world_size=args.world_size, ip=args.ip, port=args.port,
+                                  group_offset=args.group_offset, resume=args.resume)
+                if result is None:  # not the machine with rank 0
+                    return 0
+            else:
+                result = runner.run(args.model, args.dataset, config_files, overrides, resume=args.resume)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 128 + int(exc.signum)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,10 @@ Layering, lowest to highest (each layer overrides the ones before it):
 
 Unlike RecBole's Config this one never reads ``sys.argv`` (the runner passes the command line in as
 ``overrides``), so pytest's or another program's flags cannot leak into an experiment.
+
+``_init_device`` first offers the config to ``recbole_famous.distributed.init_device``: a distributed process
+(``local_rank`` set) with no GPU to use joins its process group with gloo on CPU; everything else is RecBole's own
+set-up (single process; NCCL on CUDA).
 """
 
 from __future__ import annotations
@@ -115,6 +119,13 @@ class Config(_RecBoleConfig):
     def compatibility_settings(self):
         # RecBole's version reads np.float_ etc., removed in numpy 2 (compat fix 1).
         compat.apply()
+
+    def _init_device(self):
+        # Distributed runs on CPU join with gloo; RecBole's own hard-codes NCCL and CUDA (recbole_famous.distributed).
+        from recbole_famous import distributed
+
+        if not distributed.init_device(self):
+            super()._init_device()
 
     def _load_cmd_line(self):
         # Never parse sys.argv: the runner passes command-line overrides in explicitly (compat fix 5).

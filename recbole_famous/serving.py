@@ -1,0 +1,253 @@
+"""Serving: top-N recommendations from a checkpoint, for item histories in the dataset's original ids.
+
+Python::
+
+    from recbole_famous.serving import recommend, Recommender
+    recommend("saved/FamouSRec-Arts-....pth", {"alice": ["B00004Y2UT", "B0000302Y4"]}, top_n=10)
+    rec = Recommender("saved/....pth")            # load once, call many times
+    rec.recommend([["242", "302"], []], top_n=5)  # a list of histories: users are keyed 0, 1, ...
+
+Command line (JSON out, one object per user; a summary of what was dropped or replaced on stderr)::
+
+    python -m recbole_famous.serving --checkpoint=PATH --histories=histories.json --top_n=10
+    python -m recbole_famous.serving --checkpoint=PATH --history="242 302 377"
+    python run_recbole_famous.py recommend --checkpoint=PATH --histories=-        # JSON from stdin
+
+``histories``: a mapping ``user -> [item, ...]`` or a list of such lists, oldest item first, in the dataset's
+original ids (ASINs, StockCodes, ml-100k item ids; numbers are read as their text). Each answer::
+
+    {"user": ..., "items": [top-N original ids], "scores": [...], "expert": "gru" | None, "expert_index": 1 | None,
+     "history_used": n, "unknown_items": [...], "truncated": k, "fallback": None | "popularity", "error": None | text}
+
+* ``expert``: the expert that served the user (FamouSRec: the top-1 expert of the last MoE layer, the one whose
+  output is the read-out; with ``force_expert`` that expert); ``None`` for other models.
+* Unknown ids (not in the training data, or the padding token) are dropped and listed in ``unknown_items``.
+* A history longer than the model's ``MAX_ITEM_LIST_LENGTH`` keeps its most recent items; ``truncated`` counts
+  the oldest ones dropped.
+* An empty history (or one with only unknown ids) gets the most popular items of the training data
+  (``fallback: "popularity"``, no expert).
+* A history that is not a list gets ``error`` and no items; the other users are still served.
+* Items already in the history are not recommended again (``exclude_seen=False`` keeps them).
+
+The checkpoint alone is enough (it holds the item vocabulary and popularity); the dataset files are read only
+for models whose construction needs more than the item count. Checkpoints are pickles: load only trusted files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+
+from recbole_famous.errors import UsageError
+
+
+class _DatasetStub:
+    """What a sequential model's constructor reads from a dataset (the number of items), from the checkpoint."""
+
+    def __init__(self, data: dict):
+        self._num = {data["item_field"]: data["n_items"]}
+
+    def num(self, field):
+        if field not in self._num:
+            raise AttributeError(f"serving stub has no count for field {field}")
+        return self._num[field]
+
+
+def _routed_experts(model, item_seq, item_seq_len):
+    """Per user, ``(index, kind)`` of the expert that served it, or None for models without experts.
+
+    Uses ``model.route(item_seq, item_seq_len) -> LongTensor (B,)`` when the model has it; otherwise, for
+    FamouSRec, the top-1 expert (``chosen``) of the last layer's output of ``model.encode``."""
+    kinds = getattr(model, "kinds", None)
+    if hasattr(model, "route"):
+        chosen = model.route(item_seq, item_seq_len)
+    elif hasattr(model, "encode") and kinds is not None:
+        out = model.encode(item_seq, item_seq_len)[0]
+        chosen = getattr(out, "chosen", None)
+    else:
+        return None
+    if chosen is None:  # e.g. FamouSRec without a router: every expert serves every user
+        return None
+    return [(int(j), kinds[int(j)] if kinds is not None else str(int(j))) for j in chosen.tolist()]
+
+
+class Recommender:
+    """A model loaded from a checkpoint, ready to serve (see the module docstring)."""
+
+    def __init__(self, checkpoint_path: str, device=None, overrides=None):
+        import torch
+
+        from recbole_famous import checkpoint, runner
+
+        ckpt = checkpoint.load(checkpoint_path)
+        meta = checkpoint.meta(ckpt)
+        if not meta.get("data"):
+            raise UsageError(
+                f"checkpoint {checkpoint_path} has no item vocabulary (written by plain RecBole or an older "
+                "version): evaluate it with --eval_only, or re-train to serve it"
+            )
+        overrides = {"state": "WARNING", "show_progress": False, **dict(overrides or {})}
+        if device is not None:
+            overrides["use_gpu"] = str(device).startswith("cuda")
+        model_name, dataset_name, files, merged = checkpoint.rebuild_inputs(ckpt, None, None, None, overrides)
+        config = runner.build_config(model_name, dataset_name, files, merged)
+        checkpoint.check_compatible(ckpt, config, "eval")
+        from recbole.utils import ModelType
+
+        if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+            raise UsageError(f"serving takes item histories: {config['model']} is not a sequential model")
+        self.device = torch.device(device) if device is not None else torch.device(config["device"])
+        try:
+            model = config.model_class(config, _DatasetStub(meta["data"]))
+        except AttributeError:  # the model reads more of the dataset than its item count: load it
+            from recbole.data import data_preparation
+
+            data = runner._create_dataset(config)
+            train_data = data_preparation(config, data)[0]
+            checkpoint.check_data(ckpt, data)
+            model = config.model_class(config, train_data._dataset)
+        checkpoint.check_state_dict(ckpt, model)
+        model.load_state_dict(ckpt["state_dict"])
+        model.load_other_parameter(ckpt.get("other_parameter"))
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.checkpoint = meta["path"]
+        self.tokens = list(meta["data"]["item_tokens"])
+        self.token_id = {t: i for i, t in enumerate(self.tokens) if i > 0}  # id 0 is RecBole's [PAD]
+        counts = torch.tensor(meta["data"]["item_counts"], dtype=torch.float64)
+        counts[0] = -1
+        self.popular = counts.argsort(descending=True, stable=True).tolist()
+        self.max_len = int(config["MAX_ITEM_LIST_LENGTH"])
+
+    def recommend(self, histories, top_n: int = 10, exclude_seen: bool = True) -> list[dict]:
+        import torch
+        from recbole.data.interaction import Interaction
+
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
+        if isinstance(histories, Mapping):
+            pairs = list(histories.items())
+        elif isinstance(histories, (list, tuple)):
+            pairs = list(enumerate(histories))
+        else:
+            raise UsageError("histories must be a mapping user -> list of item ids, or a list of such lists")
+        answers, batch = [], []
+        for user, history in pairs:
+            answer = {"user": user, "items": [], "scores": [], "expert": None, "expert_index": None,
+                      "history_used": 0, "unknown_items": [], "truncated": 0, "fallback": None, "error": None}
+            answers.append(answer)
+            if not isinstance(history, (list, tuple)):
+                answer["error"] = f"history must be a list of item ids, got {type(history).__name__}"
+                continue
+            ids = []
+            for item in history:
+                index = self.token_id.get(str(item))
+                if index is None:
+                    answer["unknown_items"].append(item)
+                else:
+                    ids.append(index)
+            if len(ids) > self.max_len:
+                answer["truncated"] = len(ids) - self.max_len
+                ids = ids[-self.max_len:]
+            answer["history_used"] = len(ids)
+            if not ids:
+                answer["fallback"] = "popularity"
+                answer["items"] = [self.tokens[i] for i in self.popular[:top_n]]
+                continue
+            batch.append((answer, ids, set(ids)))
+        if batch:
+            model = self.model
+            seq = torch.zeros(len(batch), self.max_len, dtype=torch.long)
+            lengths = torch.tensor([len(ids) for _, ids, _ in batch], dtype=torch.long)
+            for row, (_, ids, _) in enumerate(batch):
+                seq[row, : len(ids)] = torch.tensor(ids)
+            seq, lengths = seq.to(self.device), lengths.to(self.device)
+            with torch.no_grad():
+                scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: lengths}))
+                scores = scores.view(len(batch), -1).float().clone()
+                experts = _routed_experts(model, seq, lengths)
+            scores[:, 0] = -torch.inf
+            for row, (_, _, seen) in enumerate(batch):
+                if exclude_seen:
+                    scores[row, list(seen)] = -torch.inf
+            k = min(top_n, scores.size(1) - 1)
+            values, indices = scores.topk(k, dim=1)
+            for row, (answer, _, _) in enumerate(batch):
+                keep = torch.isfinite(values[row])
+                answer["items"] = [self.tokens[i] for i in indices[row][keep].tolist()]
+                answer["scores"] = [round(float(v), 6) for v in values[row][keep].tolist()]
+                if experts is not None:
+                    answer["expert_index"], answer["expert"] = experts[row]
+        return answers
+
+
+def recommend(checkpoint, histories, top_n: int = 10, *, exclude_seen: bool = True, device=None) -> list[dict]:
+    """Top-N items (original ids) per user from a checkpoint path or a loaded ``Recommender``."""
+    rec = checkpoint if isinstance(checkpoint, Recommender) else Recommender(checkpoint, device=device)
+    return rec.recommend(histories, top_n=top_n, exclude_seen=exclude_seen)
+
+
+def summary(answers: list[dict]) -> str:
+    """One line on what was dropped, truncated or replaced (the CLI prints it on stderr)."""
+    unknown = sum(len(a["unknown_items"]) for a in answers)
+    parts = [f"{len(answers)} user(s) served"]
+    if unknown:
+        parts.append(f"{unknown} unknown item id(s) dropped")
+    truncated = sum(1 for a in answers if a["truncated"])
+    if truncated:
+        parts.append(f"{truncated} history(ies) cut to the most recent items")
+    fallback = sum(1 for a in answers if a["fallback"])
+    if fallback:
+        parts.append(f"{fallback} empty history(ies) given the most popular items")
+    errors = sum(1 for a in answers if a["error"])
+    if errors:
+        parts.append(f"{errors} malformed history(ies) skipped")
+    return "; ".join(parts)
+
+
+def _read_histories(args):
+    if args.history is not None:
+        return {"user": args.history.replace(",", " ").split()}
+    if args.histories is None:
+        raise UsageError("give --histories=FILE (JSON; - for stdin) or --history='ITEM ITEM ...'")
+    try:
+        if args.histories == "-":
+            return json.load(sys.stdin)
+        with open(args.histories, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"histories file not found: {args.histories}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"histories file {args.histories} is not valid JSON: {exc}") from None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_famous.serving",
+        description="Top-N recommendations from a checkpoint for item histories in original ids (JSON out).",
+    )
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by a run (saved/<run_id>.pth)")
+    parser.add_argument("--histories", help="JSON file (- for stdin): {user: [item, ...]} or [[item, ...], ...]")
+    parser.add_argument("--history", help="one history, item ids separated by spaces or commas, oldest first")
+    parser.add_argument("--top_n", type=int, default=10)
+    parser.add_argument("--include_seen", action="store_true", help="allow items already in the history")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the checkpoint's config)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        histories = _read_histories(args)
+        answers = Recommender(args.checkpoint, device=args.device).recommend(
+            histories, top_n=args.top_n, exclude_seen=not args.include_seen
+        )
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    json.dump(answers, sys.stdout, indent=1, default=str)
+    print()
+    print(summary(answers), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
