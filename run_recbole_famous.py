@@ -97,6 +97,8 @@ def main(argv=None) -> int:
         from recbole_famous.trainer import NonFiniteLoss, TrainingInterrupted
 
         config_files = args.config_files.split()
+        if args.nproc < 1:
+            raise UsageError(f"--nproc must be at least 1, got {args.nproc}")
         distributed = args.nproc > 1 or args.world_size > 0
         if args.eval_only or args.checkpoint:
             if not (args.eval_only and args.checkpoint):

@@ -50,8 +50,10 @@ def test_two_cpu_processes_match_one(ml100k_slice, tmp_path):
     sasrec1, sasrec2 = one[0], two[0]
     assert sasrec2["world_size"] == 2 and sasrec2["config"]["single_spec"] is False
     assert str(sasrec2["config"]["device"]) == "cpu" and sasrec2["epochs_run"] == 2
-    assert _max_param_diff(sasrec1, sasrec2) <= 1e-4
-    assert _max_metric_diff(sasrec1, sasrec2) <= 1e-3
+    observed = {"SASRec": (_max_param_diff(sasrec1, sasrec2), _max_metric_diff(sasrec1, sasrec2))}
+    print(f"\nobserved 1 vs 2 processes (max |param diff|, max |metric diff|): SASRec {observed['SASRec']}")
+    assert observed["SASRec"][0] <= 1e-4
+    assert observed["SASRec"][1] <= 1e-3
     # rank 0 alone writes the result and the checkpoints; rank 1 logs errors only, to its own file
     assert os.path.isfile(os.path.join(sasrec2["output_dir"], "result.json"))
     assert os.path.isfile(os.path.join(sasrec2["output_dir"], "run.rank1.log"))
@@ -59,11 +61,14 @@ def test_two_cpu_processes_match_one(ml100k_slice, tmp_path):
 
     if has_famousrec:
         plain1, plain2 = one[1], two[1]  # no batch-level losses: the same optimisation as one process
-        assert _max_param_diff(plain1, plain2) <= 1e-4 and _max_metric_diff(plain1, plain2) <= 1e-3
+        plain = (_max_param_diff(plain1, plain2), _max_metric_diff(plain1, plain2))
         famous1, famous2 = one[2], two[2]  # in-batch negatives and load balance per process
+        full = (_max_param_diff(famous1, famous2), _max_metric_diff(famous1, famous2))
+        print(f"FamouSRec without in-batch losses {plain}; FamouSRec with its defaults {full}")
+        assert plain[0] <= 1e-4 and plain[1] <= 1e-3
         for parts in famous2["train_loss"].values():
             assert len(parts) == 4 and all(torch.isfinite(torch.tensor(p)) for p in parts)
-        assert _max_metric_diff(famous1, famous2) <= 0.1
+        assert full[1] <= 0.1
 
 
 def test_cpu_process_group_set_up_by_the_config_hook(ml100k_slice, tmp_path, monkeypatch):

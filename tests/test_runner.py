@@ -94,6 +94,7 @@ def test_plugin_models_found_before_recbole(monkeypatch):
         (["--config_files=/nonexistent/x.yaml"], "config file not found: /nonexistent/x.yaml"),
         (["--metrics=[Hit,Foo]"], "no metric named 'Foo'"),
         (["--valid_metric=Bar@10"], "unknown valid_metric"),
+        (["--nproc=0"], "--nproc must be at least 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path, monkeypatch):
