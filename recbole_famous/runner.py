@@ -15,6 +15,7 @@ for the run (``warn_only``), which matters on CUDA; on CPU the runs are bit-for-
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -124,8 +125,14 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+_RUNS_IN_THIS_PROCESS = itertools.count()
+
+
 def make_run_id(model: str, dataset: str) -> str:
-    return f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    """``<model>-<dataset>-<date>-<time>-<pid>``, plus ``-<n>`` for the n-th later run of this process, so two runs
+    of one model started in the same second by one process never share an output folder or a checkpoint."""
+    n = next(_RUNS_IN_THIS_PROCESS)
+    return f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" + (f"-{n}" if n else "")
 
 
 @contextlib.contextmanager

@@ -126,3 +126,11 @@ def test_cli_process_has_no_traceback_and_help_documents_options():
     assert helped.returncode == 0
     for word in ("--model", "--dataset", "--config_files", "--key=value", "result.json", "props/overall.yaml"):
         assert word in helped.stdout
+
+
+def test_run_ids_of_one_process_never_collide():
+    """Two runs started by one process in the same second must not share an output folder or checkpoint."""
+    from recbole_famous.runner import make_run_id
+
+    ids = [make_run_id("FamouSRec", "mlslice") for _ in range(3)]
+    assert len(set(ids)) == 3
