@@ -125,6 +125,16 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _log_table1(data, logger) -> None:
+    """The paper's Table-1 statistics of the dataset, as converted and after RecBole's filtering (info level)."""
+    from recbole_famous.data.stats import describe
+
+    try:
+        logger.info("dataset statistics (Table 1 layout):\n%s", describe(data))
+    except (OSError, ValueError, KeyError) as exc:  # statistics are informative only; never stop a run for them
+        logger.warning("could not compute the dataset statistics: %s", exc)
+
+
 _RUNS_IN_THIS_PROCESS = itertools.count()
 
 
@@ -228,6 +238,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
     t0 = time.perf_counter()
     data = _create_dataset(config)
     logger.info(data)
+    _log_table1(data, logger)
     with distributed.sharding(config):
         train_data, valid_data, test_data = data_preparation(config, data)
     if resumed is not None:

@@ -42,9 +42,13 @@ def test_cli_trains_builtin_model_and_writes_result(quick_overrides, tmp_path, m
 
 def test_run_gru4rec_learns_over_epochs(quick_overrides):
     # two epochs of a second built-in model through the same runner: the training loss falls
-    result = run("GRU4Rec", "mlslice", overrides={**quick_overrides, "epochs": 2, "stopping_step": 5})
+    result = run("GRU4Rec", "mlslice", overrides={**quick_overrides, "epochs": 2, "stopping_step": 5, "state": "INFO"})
     assert result["epochs_run"] == 2
     assert result["test_result"]["hit@10"] > 0
+    # the run's log has the paper's Table-1 statistics, as converted and after RecBole's filter (120 users)
+    log = open(os.path.join(result["output_dir"], "run.log"), encoding="utf-8").read()
+    table = [line for line in log.splitlines() if "mlslice after RecBole filter" in line]
+    assert table and "120" in table[0], log[-3000:]
 
 
 def test_protocol_from_props(quick_overrides):
