@@ -32,6 +32,10 @@ Fixes that are scoped to the objects that need them (no global switch):
    file, and ``tensorboard_in(dir)`` points the Trainer's SummaryWriter at the run's output folder.
 7. ``import recbole.quick_start`` imports ray 2.6.3, which fails on numpy 2 (``np.bool8``) and setuptools >= 81
    (``pkg_resources``): this project never imports ``recbole.quick_start`` (tested).
+8. Two warnings that RecBole 1.2.1's own code triggers on every run and a user cannot act on: torch's
+   deprecation of ``torch.cuda.amp.GradScaler(...)`` (``recbole/trainer/trainer.py``) and "The given NumPy array is
+   not writable" (``recbole/data/dataset/dataset.py``, a read-only pandas-3 array turned into a tensor that RecBole
+   never writes to). ``apply()`` filters exactly these two messages; every other warning still shows.
 """
 
 from __future__ import annotations
@@ -64,7 +68,17 @@ def apply() -> None:
     for name, value in _NUMPY_BUILTIN_ALIASES.items():
         if name not in np.__dict__:
             setattr(np, name, value)
+    quiet_recbole_warnings()
     _applied = True
+
+
+def quiet_recbole_warnings() -> None:
+    """Filter the two warnings RecBole 1.2.1 itself causes on every run (fix 8), by message, nothing wider."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
+                            category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"The given NumPy array is not writable", category=UserWarning)
 
 
 def disable_import_time_anomaly_detection() -> None:

@@ -110,3 +110,18 @@ def test_pandas3_missing_values_are_filled(tmp_path):
     price = dataset.item_feat["price"]
     assert not np.isnan(price).any()
     assert price[dataset.token2id("item_id", "2")] == pytest.approx(3.0)  # mean of 1, 5, 3
+
+
+def test_only_recboles_two_known_warnings_are_filtered():
+    import warnings
+
+    from recbole_famous import compat
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        compat.quiet_recbole_warnings()
+        warnings.warn("`torch.cuda.amp.GradScaler(args...)` is deprecated. Please use ...", FutureWarning)
+        warnings.warn("The given NumPy array is not writable, and PyTorch does not support ...", UserWarning)
+        warnings.warn("something else is deprecated", FutureWarning)
+    assert [str(w.message) for w in caught] == ["something else is deprecated"]
