@@ -120,24 +120,32 @@ def test_resume_refuses_a_changed_training_config(trained):
         run(resume=result["checkpoint"], overrides={"learning_rate": 0.5})
 
 
+def _interrupted_run(overrides, signum, after_epoch):
+    """A SASRec run that sends ``signum`` to this process after epoch ``after_epoch``: the run must stop with
+    ``TrainingInterrupted`` for that signal and leave the process's signal handler as it found it."""
+    handler_before = signal.getsignal(signum)
+
+    def send(epoch_idx, valid_score):
+        if epoch_idx == after_epoch:
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        run("SASRec", "mlslice", overrides=overrides, epoch_callback=send)
+    assert info.value.signum == signum
+    assert signal.getsignal(signum) is handler_before  # handlers restored
+    return info.value
+
+
 def test_sigterm_keeps_checkpoints_and_resume_gives_the_uninterrupted_result(trained, capsys, monkeypatch, tmp_path):
     overrides, uninterrupted = trained
     overrides = {**overrides, "checkpoint_dir": str(tmp_path / "saved"), "results_dir": str(tmp_path / "results")}
-    handler_before = signal.getsignal(signal.SIGTERM)
-
-    def sigterm_after_first_epoch(epoch_idx, valid_score):
-        if epoch_idx == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    with pytest.raises(TrainingInterrupted) as info:
-        run("SASRec", "mlslice", overrides=overrides, epoch_callback=sigterm_after_first_epoch)
-    assert info.value.signum == signal.SIGTERM and "--resume=" in str(info.value)
-    best = str(info.value).split("--resume=")[1]
+    stopped = _interrupted_run(overrides, signal.SIGTERM, after_epoch=0)
+    assert "--resume=" in str(stopped)
+    best = str(stopped).split("--resume=")[1]
     assert checkpoint.load(best)["epoch"] == 0 and checkpoint.load(checkpoint.companion_paths(best)[1])["epoch"] == 0
     (partial,) = os.listdir(overrides["results_dir"])
     with open(os.path.join(overrides["results_dir"], partial, "result.json")) as f:
         assert json.load(f)["status"] == "interrupted"
-    assert signal.getsignal(signal.SIGTERM) is handler_before  # handlers restored
 
     monkeypatch.chdir(tmp_path)
     assert cli.main([f"--resume={best}"]) == 0  # the checkpoint's own settings: nothing else to give
@@ -165,20 +173,11 @@ def test_resume_extends_a_finished_run_to_the_longer_runs_result(trained, tmp_pa
 def test_ctrl_c_keeps_the_best_checkpoint(trained, tmp_path):
     overrides, _ = trained
     overrides = {**overrides, "epochs": 3, "checkpoint_dir": str(tmp_path / "saved"), "results_dir": str(tmp_path / "r")}
-    handler_before = signal.getsignal(signal.SIGINT)
-
-    def ctrl_c(epoch_idx, valid_score):
-        if epoch_idx == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(TrainingInterrupted) as info:
-        run("SASRec", "mlslice", overrides=overrides, epoch_callback=ctrl_c)
-    assert info.value.signum == signal.SIGINT
+    _interrupted_run(overrides, signal.SIGINT, after_epoch=1)
     (best,) = [f for f in os.listdir(tmp_path / "saved") if not f.endswith(".resume.pth")]
     ckpt = checkpoint.load(tmp_path / "saved" / best)
     assert ckpt["epoch"] in (0, 1) and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
     assert checkpoint.load(tmp_path / "saved" / best.replace(".pth", ".resume.pth"))["epoch"] == 1
-    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
