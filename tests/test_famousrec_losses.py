@@ -194,3 +194,22 @@ def test_specialization_peak_memory_is_bounded_by_the_chunk():
     assert chunked["loss"] == pytest.approx(whole["loss"], rel=1e-4)
     assert whole["peak_over_start_mb"] > full_mb, whole  # measured ~375 MB
     assert chunked["peak_over_start_mb"] < full_mb / 2, chunked  # measured ~14 MB
+
+
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_hand_written_spe_backward_passes_gradcheck(m, recompute):
+    """_SpeSums (the training path) against finite differences, for the sampled (M = 1) and the exact
+    (M = K) shapes, keeping or recomputing the log-probabilities; and its values against the
+    autograd form ``_spe_chunk_sums``."""
+    from recbole_famous.model.losses import _SpeSums, _spe_chunk_sums
+    torch.manual_seed(3)
+    own = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    others = torch.randn(4, m, 3, 5, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(13, 5, dtype=torch.float64, requires_grad=True)
+    # weight the two outputs differently so that a swapped or missing term shows
+    fn = lambda o, t, i: tuple(x * w for x, w in zip(_SpeSums.apply(o, t, i, recompute), (0.7, -1.3)))
+    assert torch.autograd.gradcheck(fn, (own, others, items))
+    got, want = _SpeSums.apply(own, others, items, recompute), _spe_chunk_sums(own, others, items)
+    for a, b in zip(got, want):
+        assert a.item() == pytest.approx(b.item(), rel=1e-12)

@@ -15,11 +15,13 @@ Both means run over K(K-1) terms; with K = 1 the loss is 0. ``spe_mode: sampled`
 documented cheaper estimate: one mismatched component per user and expert instead of all K-1, so
 2K expert encodings instead of K² (unbiased for the denominator's mean; the numerator is exact).
 
-Cost and memory: K² · B · |I| log-probabilities. The users are processed ``chunk_size`` at a time
-and, under autograd, each chunk is checkpointed (``torch.utils.checkpoint``): its log-probabilities
-are dropped after its forward and recomputed in its backward, so at most one chunk's
-K² · chunk_size · |I| values (and a few temporaries of that size) are alive at once, in the forward
-and in the backward. The result is the exact loss (tested against a direct computation).
+Cost and memory: ``exact`` needs the K² · B · |I| log-probabilities of all pairs (for the
+denominator); ``sampled`` needs 2K · B · |I|. The numerator is regrouped to K · |I| per user
+(``_spe_chunk_sums``). The users are processed ``chunk_size`` at a time and, under autograd when
+there is more than one chunk, each chunk is checkpointed (``torch.utils.checkpoint``): its
+log-probabilities are dropped after its forward and recomputed in its backward, so at most one
+chunk's values (and a few temporaries of that size) are alive at once, in the forward and in the
+backward. The result is the exact loss (tested against a direct pairwise computation).
 
 **L_al**, expert alignment (Eq. 14): InfoNCE per expert, anchor ``M_j(x_j)_u``, positive the
 mixture output ``f_u``, negatives ``f_{u'}`` of the other users in the batch, temperature τ,
@@ -31,7 +33,6 @@ gate distribution is uniform.
 """
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 
 def load_balance_loss(gate_logits: torch.Tensor) -> torch.Tensor:
@@ -50,17 +51,100 @@ def alignment_loss(own: torch.Tensor, f: torch.Tensor, temperature: float, stop_
     return F.cross_entropy(logits.reshape(b * k, b), labels)
 
 
+def _spe_log_probs(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor):
+    """``log p_kk`` (c, K, |I|) and ``log p_{j_m,k}`` (c, M, K, |I|) (Eq. 13)."""
+    return torch.log_softmax(own @ items.t(), dim=-1), torch.log_softmax(others @ items.t(), dim=-1)
+
+
 def _spe_chunk_sums(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor):
     """For a chunk of users: Σ_{k,k'} KL(p_kk || p_k'k') and Σ_{m,k} KL(p_kk || p_{j_m,k}) (self-pairs add 0).
 
     ``own`` (c, K, d) = M_k(x_k); ``others`` (c, M, K, d) = M_k(x_{j_m}): all j (M = K) or sampled (M = 1).
+    Both sums are regrouped so that nothing of size K² x |I| is formed beyond ``others``' own
+    log-probabilities (same values, same per-item differences as the pairwise form)::
+
+        Σ_{k,k'} KL(p_k || p_k') = K Σ_k Σ_i p_k,i (log p_k,i - mean_k' log p_k',i)
+        Σ_{m,k} KL(p_kk || p_mk) = Σ_k Σ_i p_kk,i (M log p_kk,i - Σ_m log p_mk,i)
+
+    so the numerator costs K·|I| per user instead of K²·|I|. Differentiable through autograd; the
+    training path uses ``_SpeSums``, the same values with a hand-written backward.
     """
-    log_own = torch.log_softmax(own @ items.t(), dim=-1)  # (c, K, |I|): log p_{k,k}
-    log_oth = torch.log_softmax(others @ items.t(), dim=-1)  # (c, M, K, |I|): log p_{j,k}
+    k, m = own.size(1), others.size(1)
+    log_own, log_oth = _spe_log_probs(own, others, items)
     p = log_own.exp()
-    numer = (p.unsqueeze(2) * (log_own.unsqueeze(2) - log_own.unsqueeze(1))).sum()  # [c, k, k', i]
-    denom = (p.unsqueeze(1) * (log_own.unsqueeze(1) - log_oth)).sum()  # [c, m, k, i], p_kk broadcast over m
+    numer = k * (p * (log_own - log_own.mean(dim=1, keepdim=True))).sum()
+    denom = (p * (m * log_own - log_oth.sum(dim=1))).sum()
     return numer, denom
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_i a[..., i] b[..., i] for two contiguous (c, K, |I|) tensors, as one batched matrix product
+    (no (c, K, |I|) temporary, unlike ``(a * b).sum(-1)``)."""
+    n = a.size(-1)
+    return torch.bmm(a.reshape(-1, 1, n), b.reshape(-1, n, 1)).view(a.shape[:-1])
+
+
+class _SpeSums(torch.autograd.Function):
+    """``_spe_chunk_sums`` with its gradient written out, which autograd's op-by-op backward takes
+    about twice as long to form. With s = logits of ``own``, t = logits of ``others``,
+    p = softmax(s), q = softmax(t), lp = log p, P = Σ_k p_k, L = Σ_k lp_k, R_k = Σ_m lq_mk,
+    ne_k = Σ_i p_k,i lp_k,i::
+
+        ∂numer/∂s_k = K p_k (lp_k - ne_k + 1) - p_k (L - p_k·L) - P
+        ∂denom/∂s_k = M p_k (lp_k - ne_k) - p_k (R_k - p_k·R_k)
+        ∂denom/∂t_mk = q_mk - p_k
+
+    ``recompute=True`` keeps only the inputs and recomputes the log-probabilities in the backward
+    (bounded memory over many chunks, like ``torch.utils.checkpoint``); otherwise they are kept.
+    Tested against autograd through the pairwise definition (float64, rel 1e-8).
+    """
+
+    @staticmethod
+    def _sums(log_own, log_oth, p):
+        k, m = log_own.size(1), log_oth.size(1)
+        numer = k * _rowdot(p, log_own - log_own.mean(dim=1, keepdim=True)).sum()
+        lq = log_oth[:, 0] if m == 1 else log_oth.sum(dim=1)
+        denom = _rowdot(p, (m * log_own if m > 1 else log_own) - lq).sum()
+        return numer, denom
+
+    @staticmethod
+    def forward(ctx, own, others, items, recompute: bool):
+        log_own, log_oth = _spe_log_probs(own, others, items)
+        p = log_own.exp()
+        numer, denom = _SpeSums._sums(log_own, log_oth, p)
+        ctx.recompute = recompute
+        if recompute:
+            ctx.save_for_backward(own, others, items)
+        else:
+            ctx.save_for_backward(own, others, items, log_own, log_oth, p)
+        return numer, denom
+
+    @staticmethod
+    def backward(ctx, g_numer, g_denom):
+        if ctx.recompute:
+            own, others, items = ctx.saved_tensors
+            log_own, log_oth = _spe_log_probs(own, others, items)
+            p = log_own.exp()
+        else:
+            own, others, items, log_own, log_oth, p = ctx.saved_tensors
+        k, m = own.size(1), others.size(1)
+        gn, gd = float(g_numer), float(g_denom)
+        ell = log_own.sum(1, keepdim=True)  # L (c, 1, |I|)
+        r = log_oth[:, 0] if m == 1 else log_oth.sum(1)  # R (c, K, |I|)
+        ne, p_r = _rowdot(p, log_own).unsqueeze(-1), _rowdot(p, r).unsqueeze(-1)
+        p_ell = p @ ell.transpose(1, 2)  # (c, K, 1)
+        # g_s = p ⊙ (a·lp + b_k - gn·L - gd·R) - gn·P, with a = gn·K + gd·M and b_k collecting the
+        # per-(user, expert) constants; written with in-place passes over (c, K, |I|)
+        a = gn * k + gd * m
+        g_s = torch.add(gn * k + gn * p_ell + gd * p_r - a * ne, log_own, alpha=a)
+        g_s.sub_(ell, alpha=gn).sub_(r, alpha=gd).mul_(p).sub_(p.sum(1, keepdim=True), alpha=gn)
+        g_t = log_oth.exp().sub_(p.unsqueeze(1)).mul_(gd)  # (c, M, K, |I|)
+        d = own.size(-1)
+        g_own = g_s @ items
+        g_others = g_t @ items
+        g_items = g_s.reshape(-1, g_s.size(-1)).t() @ own.reshape(-1, d) \
+            + g_t.reshape(-1, g_t.size(-1)).t() @ others.reshape(-1, d)
+        return g_own, g_others, g_items, None
 
 
 def specialization_loss(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor, chunk_size: int = 256,
@@ -76,14 +160,14 @@ def specialization_loss(own: torch.Tensor, others: torch.Tensor, items: torch.Te
     if k < 2:
         return own.new_zeros(())
     chunk_size = max(1, int(chunk_size))
-    use_ckpt = torch.is_grad_enabled() and any(t.requires_grad for t in (own, others, items))
+    # Recomputing in the backward (as a checkpoint would) only pays when there are several chunks: it
+    # frees each one's log-probabilities before the next; with one chunk the backward holds them anyway.
+    recompute = b > chunk_size
+    use_fn = torch.is_grad_enabled() and any(t.requires_grad for t in (own, others, items))
     numer = denom = own.new_zeros(())
     for start in range(0, b, chunk_size):
         part = (own[start:start + chunk_size], others[start:start + chunk_size], items)
-        if use_ckpt:
-            n_c, d_c = checkpoint(_spe_chunk_sums, *part, use_reentrant=False)
-        else:
-            n_c, d_c = _spe_chunk_sums(*part)
+        n_c, d_c = _SpeSums.apply(*part, recompute) if use_fn else _spe_chunk_sums(*part)
         numer, denom = numer + n_c, denom + d_c
     numer = numer / (b * k * (k - 1))
     denom = denom / (b * k * (1 if sampled else k - 1))
