@@ -66,14 +66,19 @@ def _spe_chunk_sums(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor
         Σ_{k,k'} KL(p_k || p_k') = K Σ_k Σ_i p_k,i (log p_k,i - mean_k' log p_k',i)
         Σ_{m,k} KL(p_kk || p_mk) = Σ_k Σ_i p_kk,i (M log p_kk,i - Σ_m log p_mk,i)
 
-    so the numerator costs K·|I| per user instead of K²·|I|. Differentiable through autograd; the
-    training path uses ``_SpeSums``, the same values with a hand-written backward.
+    so the numerator costs K·|I| per user instead of K²·|I|. Differentiable through autograd (the
+    reference); the training path is ``_SpeSums``, the same values with a hand-written backward.
     """
-    k, m = own.size(1), others.size(1)
     log_own, log_oth = _spe_log_probs(own, others, items)
-    p = log_own.exp()
-    numer = k * (p * (log_own - log_own.mean(dim=1, keepdim=True))).sum()
-    denom = (p * (m * log_own - log_oth.sum(dim=1))).sum()
+    return _spe_sums(log_own, log_oth, log_own.exp())
+
+
+def _spe_sums(log_own: torch.Tensor, log_oth: torch.Tensor, p: torch.Tensor):
+    """The two regrouped sums of ``_spe_chunk_sums`` from the log-probabilities and ``p = exp(log_own)``."""
+    k, m = log_own.size(1), log_oth.size(1)
+    numer = k * _rowdot(p, log_own - log_own.mean(dim=1, keepdim=True)).sum()
+    lq = log_oth[:, 0] if m == 1 else log_oth.sum(dim=1)
+    denom = _rowdot(p, (m * log_own if m > 1 else log_own) - lq).sum()
     return numer, denom
 
 
@@ -100,18 +105,10 @@ class _SpeSums(torch.autograd.Function):
     """
 
     @staticmethod
-    def _sums(log_own, log_oth, p):
-        k, m = log_own.size(1), log_oth.size(1)
-        numer = k * _rowdot(p, log_own - log_own.mean(dim=1, keepdim=True)).sum()
-        lq = log_oth[:, 0] if m == 1 else log_oth.sum(dim=1)
-        denom = _rowdot(p, (m * log_own if m > 1 else log_own) - lq).sum()
-        return numer, denom
-
-    @staticmethod
     def forward(ctx, own, others, items, recompute: bool):
         log_own, log_oth = _spe_log_probs(own, others, items)
         p = log_own.exp()
-        numer, denom = _SpeSums._sums(log_own, log_oth, p)
+        numer, denom = _spe_sums(log_own, log_oth, p)
         ctx.recompute = recompute
         if recompute:
             ctx.save_for_backward(own, others, items)
