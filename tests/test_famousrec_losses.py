@@ -210,6 +210,11 @@ def test_hand_written_spe_backward_passes_gradcheck(m, recompute):
     # weight the two outputs differently so that a swapped or missing term shows
     fn = lambda o, t, i: tuple(x * w for x, w in zip(_SpeSums.apply(o, t, i, recompute), (0.7, -1.3)))
     assert torch.autograd.gradcheck(fn, (own, others, items))
-    got, want = _SpeSums.apply(own, others, items, recompute), _spe_chunk_sums(own, others, items)
-    for a, b in zip(got, want):
-        assert a.item() == pytest.approx(b.item(), rel=1e-12)
+    got = _SpeSums.apply(own, others, items, recompute)
+    # the pairwise sums, written directly (independent of the regrouping both implementations share)
+    lp, lq = torch.log_softmax(own @ items.t(), -1), torch.log_softmax(others @ items.t(), -1)
+    numer = sum((lp[:, a].exp() * (lp[:, a] - lp[:, b])).sum() for a in range(3) for b in range(3))
+    denom = sum((lp[:, c].exp() * (lp[:, c] - lq[:, j, c])).sum() for j in range(m) for c in range(3))
+    for value in (got, _spe_chunk_sums(own, others, items)):
+        assert value[0].item() == pytest.approx(numer.item(), rel=1e-10)
+        assert value[1].item() == pytest.approx(denom.item(), rel=1e-10)
