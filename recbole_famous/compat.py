@@ -36,12 +36,17 @@ Fixes that are scoped to the objects that need them (no global switch):
    deprecation of ``torch.cuda.amp.GradScaler(...)`` (``recbole/trainer/trainer.py``) and "The given NumPy array is
    not writable" (``recbole/data/dataset/dataset.py``, a read-only pandas-3 array turned into a tensor that RecBole
    never writes to). ``apply()`` filters exactly these two messages; every other warning still shows.
+9. RecBole's ``Trainer.__init__`` creates ``checkpoint_dir`` with ``ensure_dir`` (``if not exists: makedirs``), a
+   check-then-create race: under DDP every rank builds its Trainer at the same moment and the loser raises
+   ``FileExistsError`` (seen in CI on ``tests/test_reliability_distributed.py``). ``make_checkpoint_dir`` creates the
+   folder race-free (``exist_ok=True``) before RecBole's check runs; ``recbole_famous.trainer.Trainer`` calls it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 
 import numpy as np
 
@@ -95,6 +100,11 @@ def load_checkpoint(path, map_location=None):
     import torch
 
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def make_checkpoint_dir(config) -> None:
+    """Fix 9: create ``config["checkpoint_dir"]`` race-free, so RecBole's check-then-create never runs makedirs."""
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
 
 
 @contextlib.contextmanager

@@ -134,6 +134,7 @@ def set_rng_state(state: dict, train_data=None) -> None:
 
 class Trainer(_RecBoleTrainer):
     def __init__(self, config, model, output_dir: str, saved_model_file: str | None = None, meta: dict | None = None):
+        compat.make_checkpoint_dir(config)  # before RecBole's racy ensure_dir (compat fix 9)
         with compat.tensorboard_in(output_dir), _cpu_ddp(config):
             super().__init__(config, model)
         self.epoch_seconds: list[float] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -125,3 +126,20 @@ def test_only_recboles_two_known_warnings_are_filtered():
         warnings.warn("The given NumPy array is not writable, and PyTorch does not support ...", UserWarning)
         warnings.warn("something else is deprecated", FutureWarning)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+def test_checkpoint_dir_exists_before_recboles_racy_ensure_dir(tmp_path, monkeypatch):
+    """Fix 9: RecBole's ``ensure_dir`` is check-then-create; two DDP ranks racing on it made CI fail with
+    FileExistsError. Our Trainer creates the folder first, so RecBole's call always finds it there."""
+    import recbole.trainer.trainer as rb_trainer
+
+    from recbole_famous.config import Config
+    from recbole_famous.trainer import Trainer
+
+    seen = []
+    real = rb_trainer.ensure_dir
+    monkeypatch.setattr(rb_trainer, "ensure_dir", lambda d: (seen.append(os.path.isdir(d)), real(d)))
+    target = tmp_path / "fresh" / "saved"
+    config = Config("SASRec", "ml-100k", config_dict={"checkpoint_dir": str(target), "device": "cpu"})
+    Trainer(config, torch.nn.Linear(2, 2), output_dir=str(tmp_path / "out"))
+    assert seen == [True] and target.is_dir()
