@@ -169,3 +169,26 @@ def test_worker_resumes_from_a_killed_attempts_checkpoint(tmp_path):
 
     worker._run_or_resume(old_run, {"model": "SASRec", "dataset": "d"}, {}, str(tmp_path))
     assert calls[-1] == "fresh"
+
+
+def test_run_finished_by_another_process_meanwhile_is_not_counted_as_ran(tmp_path):
+    """Two benchmarks sharing a plan: a run the other one finished after this one planned is neither relaunched
+    nor reported as run here (it used to print "done in 0.0 min")."""
+    profile = _profile(tmp_path)
+    specs = plan.plan(profile)[:2]
+    out = str(tmp_path / "out")
+    calls, lines = [], []
+    first = _writer(calls)
+
+    def launch_and_other_finishes_second(job_path, out_path, log_path):
+        code = first(job_path, out_path, log_path)
+        other = runs.record_path(out, specs[1])
+        os.makedirs(os.path.dirname(other), exist_ok=True)
+        with open(other, "w") as f:
+            json.dump(_fake_record(specs[1]), f)
+        return code
+
+    counts = runs.run_all(specs, out, launcher=launch_and_other_finishes_second, echo=lines.append)
+    assert calls == ["SASRec1"]
+    assert counts == {"finished_before": 1, "ran": 1, "failed": 0, "skipped": 0}
+    assert sum("done in" in line for line in lines) == 1 and "another process" in lines[-1]

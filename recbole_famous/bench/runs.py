@@ -164,6 +164,10 @@ def run_all(specs, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=
         if durations:
             eta = f", about {sum(durations) / len(durations) * (len(todo) - i + 1) / 60:.0f} min left"
         echo(f"[{i}/{len(todo)}] {spec.label} on {spec.dataset}, seed {spec.seed} ({spec.profile}){eta}")
+        if state(out_dir, spec) == "finished":  # another benchmark process finished it while this one worked
+            counts["finished_before"] += 1
+            echo("  already finished by another process since this benchmark started: not run again")
+            continue
         start = time.time()
         record = run_one(spec, out_dir, retry_failed, echo, launcher, threads)
         if record is None:
