@@ -92,9 +92,9 @@ def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class _SpeSums(torch.autograd.Function):
     """``_spe_chunk_sums`` with its gradient written out (L_spe forward + backward 1.5x faster than
-    through autograd's op-by-op backward, ``benchmarks/bench_spe_loss.py``; no double backward). With s = logits of ``own``, t = logits of ``others``,
-    p = softmax(s), q = softmax(t), lp = log p, P = Σ_k p_k, L = Σ_k lp_k, R_k = Σ_m lq_mk,
-    ne_k = Σ_i p_k,i lp_k,i::
+    through autograd's op-by-op backward, ``benchmarks/bench_spe_loss.py``; no double backward).
+    With s = logits of ``own``, t = logits of ``others``, p = softmax(s), q = softmax(t), lp = log p,
+    P = Σ_k p_k, L = Σ_k lp_k, R_k = Σ_m lq_mk, ne_k = Σ_i p_k,i lp_k,i::
 
         ∂numer/∂s_k = K p_k (lp_k - ne_k + 1) - p_k (L - p_k·L) - P
         ∂denom/∂s_k = M p_k (lp_k - ne_k) - p_k (R_k - p_k·R_k)
