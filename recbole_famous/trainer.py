@@ -200,6 +200,10 @@ class Trainer(_RecBoleTrainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self._last_valid_result = result
+        diagnose = getattr(self.model, "epoch_diagnostics", None)
+        line = diagnose(valid_data) if diagnose is not None else ""
+        if line:
+            self.logger.info(f"routing diagnostics: {line}")
         return score, result
 
     # ---- numerical safety ----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Command line: `python -m recbole_famous.data prepare NAME --source PATH [--out dataset/] [--format FMT]`,
-`python -m recbole_famous.data stats NAME [--out dataset/]`. Bad input: one line on stderr, exit 2."""
+`python -m recbole_famous.data stats NAME [--out dataset/]`,
+`python -m recbole_famous.data synth NAME [--users-per-type N] [...]` (synthetic behaviour types, ``synth.py``).
+Bad input: one line on stderr, exit 2."""
 
 import argparse
 import sys
@@ -21,7 +23,27 @@ def _parser():
     st = sub.add_parser("stats", help="Table-1 statistics of a prepared dataset")
     st.add_argument("name")
     st.add_argument("--out", default="dataset", help="folder holding NAME/NAME.inter (default: dataset)")
+    syn = sub.add_parser("synth", help="write a synthetic dataset of known behaviour types (recbole_famous.data.synth)")
+    syn.add_argument("name")
+    syn.add_argument("--out", default="dataset", help="output folder (default: dataset)")
+    syn.add_argument("--users-per-type", type=int, default=400)
+    syn.add_argument("--topics", type=int, default=10, help="number of item topics (stable users mix two)")
+    syn.add_argument("--items-per-topic", type=int, default=20)
+    syn.add_argument("--min-len", type=int, default=8)
+    syn.add_argument("--max-len", type=int, default=30)
+    syn.add_argument("--period", type=int, default=3, help="cycle length of periodic users")
+    syn.add_argument("--noise", type=float, default=0.1, help="probability that an item is a random one")
+    syn.add_argument("--types", default="stable,periodic,drift", help="comma-separated behaviour types")
+    syn.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _synth(args):
+    from .synth import generate
+
+    generate(args.name, args.out, users_per_type=args.users_per_type, n_topics=args.topics,
+             items_per_topic=args.items_per_topic, min_len=args.min_len, max_len=args.max_len, period=args.period,
+             noise=args.noise, types=[t for t in args.types.split(",") if t], seed=args.seed)
 
 
 def _stats(name, out):
@@ -49,9 +71,11 @@ def main(argv=None):
             from .prepare import prepare
 
             prepare(args.name, args.source, out=args.out, fmt=args.fmt)
+        elif args.command == "synth":
+            _synth(args)
         else:
             _stats(args.name, args.out)
-    except (SourceError, OSError) as e:
+    except (SourceError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

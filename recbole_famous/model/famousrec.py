@@ -53,9 +53,12 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_famous.errors import UsageError
+from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
 from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams, MambaExpert
-from recbole_famous.model.losses import alignment_loss, load_balance_loss, specialization_loss
-from recbole_famous.model.mixture import MoELayer
+from recbole_famous.model.losses import (alignment_loss, load_balance_loss, others_target, specialization_loss,
+                                         switch_balance_loss)
+from recbole_famous.model.mixture import TRAIN_ROUTINGS, MoELayer
+from recbole_famous.model.router import FILTER_INITS, GATE_INPUTS
 from recbole_famous.model.padding import right_to_left_pad
 
 DEFAULTS = {
@@ -67,7 +70,8 @@ DEFAULTS = {
     "lambda_spe": 0.1, "mu_align": 0.1, "gamma_balance": 0.1,
     "use_router": True, "frequency_learning": True, "force_expert": None,
     "gate_summary": "last", "gate_hidden_size": 0, "filter_init": "fmlp", "inter_layer": "residual",
-    "align_stop_grad": True, "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
+    "align_stop_grad": True, "gate_input": "components", "train_routing": "dense", "balance_loss": "paper",
+    "align_target": "mixture", "dropout_position": "embedding", "diagnostics_users": 2048, "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
 }
 
 
@@ -96,9 +100,12 @@ class FamouSRec(SequentialRecommender):
         self.use_router = bool(c["use_router"])
         self.force_expert = self._expert_index(c["force_expert"])
         self.inter_layer, self.align_stop_grad = c["inter_layer"], bool(c["align_stop_grad"])
+        self.balance_loss, self.align_target = c["balance_loss"], c["align_target"]
+        after = c["dropout_position"] == "components"
         self.spe_mode = c["spe_mode"]
         self.spe_chunk_size, self.spe_epsilon = int(c["spe_chunk_size"]), float(c["spe_epsilon"])
         self.initializer_range = float(c["initializer_range"])
+        self.diagnostics_users = int(c["diagnostics_users"])
         d = self.hidden_size = int(c["hidden_size"])
         params = ExpertParams(d, int(c["inner_size"]), int(c["n_heads"]), float(c["hidden_dropout_prob"]),
                               float(c["attn_dropout_prob"]), c["hidden_act"], float(c["layer_norm_eps"]),
@@ -108,10 +115,13 @@ class FamouSRec(SequentialRecommender):
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.emb_norm = nn.LayerNorm(d, eps=params.layer_norm_eps)
         self.dropout = nn.Dropout(params.hidden_dropout_prob)
+        self.embedding_dropout = nn.Identity() if after else self.dropout
         self.layers = nn.ModuleList(
             MoELayer(self.kinds, params, self.max_seq_length, use_router=self.use_router,
                      frequency_learning=bool(c["frequency_learning"]), gate_summary=c["gate_summary"],
-                     gate_hidden_size=int(c["gate_hidden_size"]), filter_init=c["filter_init"])
+                     gate_hidden_size=int(c["gate_hidden_size"]), filter_init=c["filter_init"],
+                     gate_input=c["gate_input"], train_routing=c["train_routing"],
+                     component_dropout=params.hidden_dropout_prob if after else 0.0)
             for _ in range(self.n_layers))
         n_between = self.n_layers - 1 if self.inter_layer == "residual" else 0
         self.between_norms = nn.ModuleList(nn.LayerNorm(d, eps=params.layer_norm_eps) for _ in range(n_between))
@@ -136,8 +146,13 @@ class FamouSRec(SequentialRecommender):
             raise UsageError(f"FamouSRec: inter_layer must be 'residual' or 'none', got {c['inter_layer']!r}")
         if c["gate_summary"] not in ("last", "mean"):
             raise UsageError(f"FamouSRec: gate_summary must be 'last' or 'mean', got {c['gate_summary']!r}")
-        if c["filter_init"] not in ("fmlp", "ones"):
-            raise UsageError(f"FamouSRec: filter_init must be 'fmlp' or 'ones', got {c['filter_init']!r}")
+        if c["filter_init"] not in FILTER_INITS:
+            raise UsageError(f"FamouSRec: filter_init must be one of {list(FILTER_INITS)}, got {c['filter_init']!r}")
+        choices = {"gate_input": GATE_INPUTS, "train_routing": TRAIN_ROUTINGS, "balance_loss": ("paper", "switch"),
+                   "align_target": ("mixture", "others"), "dropout_position": ("embedding", "components")}
+        for key, allowed in choices.items():
+            if c[key] not in allowed:
+                raise UsageError(f"FamouSRec: {key} must be one of {list(allowed)}, got {c[key]!r}")
         if c["spe_mode"] not in ("exact", "sampled"):
             raise UsageError(f"FamouSRec: spe_mode must be 'exact' or 'sampled', got {c['spe_mode']!r}")
         if c["loss_type"] != "CE":
@@ -185,7 +200,7 @@ class FamouSRec(SequentialRecommender):
         pos = torch.arange(n, device=seq.device)
         mask = pos.unsqueeze(0) >= (n - item_seq_len.to(seq.device).long().clamp(0, n)).unsqueeze(1)
         keep = mask.unsqueeze(-1).to(self.item_embedding.weight.dtype)
-        h = self.dropout(self.emb_norm(self.item_embedding(seq) + self.position_embedding(pos).unsqueeze(0)))
+        h = self.embedding_dropout(self.emb_norm(self.item_embedding(seq) + self.position_embedding(pos).unsqueeze(0)))
         gates = []
         top_k = self.train_top_k if self.training else self.eval_top_k
         force = None if self.training else self.force_expert
@@ -216,12 +231,23 @@ class FamouSRec(SequentialRecommender):
         l_spe = self.lambda_spe * specialization_loss(out.own, out.pairs, items, self.spe_chunk_size,
                                                       self.spe_epsilon, sampled=self.spe_mode == "sampled") \
             if need_pairs else zero
-        l_al = self.mu_align * alignment_loss(out.own, f, self.temperature, self.align_stop_grad) \
-            if self.mu_align > 0 and out.own is not None else zero
+        l_al = self.mu_align * alignment_loss(out.own, self._align_target(out, f), self.temperature,
+                                              self.align_stop_grad) if self.mu_align > 0 and out.own is not None else zero
         real_gates = [g for g in gates if g is not None]
-        l_bal = self.gamma_balance * torch.stack([load_balance_loss(g) for g in real_gates]).mean() \
+        balance = switch_balance_loss if self.balance_loss == "switch" else load_balance_loss
+        l_bal = self.gamma_balance * torch.stack([balance(g) for g in real_gates]).mean() \
             if self.gamma_balance > 0 and real_gates else zero
         return l_rec, l_spe, l_al, l_bal
+
+    def _align_target(self, out, f):
+        """L_al's positive (Eq. 14): the mixture output f, or (``align_target: others``) per expert the
+        gate-weighted mixture of the other experts' outputs, which does not contain the anchor itself."""
+        if self.align_target == "mixture":
+            return f
+        k = out.own.size(1)
+        weights = torch.softmax(out.gate_logits, dim=-1) if out.gate_logits is not None \
+            else out.own.new_full((out.own.size(0), k), 1.0 / k)
+        return others_target(out.own, weights)
 
     def predict(self, interaction):
         f = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
@@ -232,6 +258,25 @@ class FamouSRec(SequentialRecommender):
         return f @ self.item_embedding.weight.t() / self.temperature
 
     # ---- analysis ------------------------------------------------------------------------------
+    def routing_diagnostics(self, batches, forced: bool = False) -> dict:
+        """``model.diagnostics.routing_diagnostics`` on ``batches`` (interactions)."""
+        return routing_diagnostics(self, batches, forced=forced)
+
+    def epoch_diagnostics(self, eval_data) -> str:
+        """The routing diagnostics, forced experts included, on the first ``diagnostics_users`` users of an
+        evaluation dataloader, as one log line (the trainer logs it after each validation); '' when off."""
+        if self.diagnostics_users <= 0:
+            return ""
+        batches, users = [], 0
+        device = self.item_embedding.weight.device
+        for batch in eval_data:
+            inter = (batch[0] if isinstance(batch, tuple) else batch).to(device)
+            batches.append(inter[: self.diagnostics_users - users])
+            users += len(batches[-1])
+            if users >= self.diagnostics_users:
+                break
+        return format_diagnostics(routing_diagnostics(self, batches, forced=True))
+
     def reset_expert_usage(self):
         self.expert_usage.zero_()
 

@@ -43,11 +43,34 @@ def load_balance_loss(gate_logits: torch.Tensor) -> torch.Tensor:
     return ((mean_gate - 1.0 / k) ** 2).sum()
 
 
+def switch_balance_loss(gate_logits: torch.Tensor) -> torch.Tensor:
+    """Switch Transformer's load balance from gate logits (B, K): ``K Σ_j share_j · mean_u p_uj - 1``,
+    share_j the fraction of users whose top-1 is j (no gradient). Unlike Eq. 16 it sees the hard
+    assignment, so it also resists a collapse of the top-1 choice; 0 when both are uniform."""
+    k = gate_logits.size(-1)
+    probs = torch.softmax(gate_logits, dim=-1)
+    share = torch.bincount(probs.argmax(-1), minlength=k).to(probs.dtype) / probs.size(0)
+    return k * (share * probs.mean(0)).sum() - 1.0
+
+
+def others_target(own: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per anchor (u, j), the mixture of the *other* experts' outputs: ``Σ_{k≠j} w_k M_k / Σ_{k≠j} w_k``,
+    (B, K, d) from ``own`` (B, K, d) and gate weights (B, K) (``align_target: others``)."""
+    w = weights.unsqueeze(-1)
+    total = (own * w).sum(1, keepdim=True)
+    rest = (weights.sum(1, keepdim=True) - weights).clamp(min=1e-9).unsqueeze(-1)
+    return (total - own * w) / rest
+
+
 def alignment_loss(own: torch.Tensor, f: torch.Tensor, temperature: float, stop_grad: bool = False) -> torch.Tensor:
-    """Eq. 14: ``own`` (B, K, d) = M_j(x_j) per user and expert, ``f`` (B, d) the mixture output."""
+    """Eq. 14: ``own`` (B, K, d) = M_j(x_j) per user and expert, ``f`` (B, d) the mixture output, or (B, K, d)
+    one target per expert (``others_target``)."""
     b, k, _ = own.shape
     target = f.detach() if stop_grad else f
-    logits = torch.einsum("ukd,vd->ukv", own, target) / temperature  # (B, K, B): anchor (u, j) vs f_v
+    if target.dim() == 3:
+        logits = torch.einsum("ukd,vkd->ukv", own, target) / temperature
+    else:
+        logits = torch.einsum("ukd,vd->ukv", own, target) / temperature  # (B, K, B): anchor (u, j) vs f_v
     labels = torch.arange(b, device=own.device).repeat_interleave(k)
     return F.cross_entropy(logits.reshape(b * k, b), labels)
 

@@ -14,6 +14,16 @@ Two ways to compute Eq. 7, same numbers (tested):
 * **sparse dispatch** (inference with ``k < K``, or ``force_expert``): the users whose top k holds
   expert j are gathered (``index_select``), expert j encodes only them, and its weighted output is
   scattered back (``index_add_``). With ``k = 1`` every user is encoded by exactly one expert.
+
+``train_routing`` (training only): ``dense`` is Eqs. 7-9 with ``train_top_k``. With top-1 that
+gives the gate no gradient from ``L_rec`` (a softmax over one logit is 1). ``switch`` routes each
+user to its top-1 expert and scales that expert's output by its full-softmax probability
+(Switch Transformer), so the gate learns from ``L_rec`` while each expert is trained by the users
+it serves. At inference the weight of a single chosen expert is 1 (a positive scale does not
+change a user's ranking).
+
+``component_dropout`` > 0 applies dropout to each component after the filters (instead of to the
+embeddings before the FFT, ``FamouSRec``'s ``dropout_position: components``).
 """
 from dataclasses import dataclass
 from typing import List, Optional
@@ -24,6 +34,8 @@ from torch import nn
 from recbole_famous.model.experts import ExpertParams, build_expert
 from recbole_famous.model.router import FrequencyRouter
 
+TRAIN_ROUTINGS = ("dense", "switch")
+
 
 def top_k_gates(logits: torch.Tensor, k: int):
     """Eqs. 8-9. Returns ``(weights, idx, idx_weights)``: (B, K) dense weights, zero outside the top k;
@@ -32,6 +44,15 @@ def top_k_gates(logits: torch.Tensor, k: int):
     top_w = torch.softmax(top_val, dim=-1)
     weights = torch.zeros_like(logits).scatter(-1, top_idx, top_w)
     return weights, top_idx, top_w
+
+
+def switch_gates(logits: torch.Tensor):
+    """Top-1 routing that keeps the gate's gradient: ``(weights, idx)``, weights (B, K) zero except the
+    chosen expert's full-softmax probability, idx (B, 1)."""
+    probs = torch.softmax(logits, dim=-1)
+    top_idx = probs.argmax(dim=-1, keepdim=True)
+    weights = torch.zeros_like(probs).scatter(-1, top_idx, probs.gather(-1, top_idx))
+    return weights, top_idx
 
 
 def dense_mix(outputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -83,14 +104,20 @@ class MoELayer(nn.Module):
 
     def __init__(self, kinds: List[str], params: ExpertParams, max_len: int, *, use_router: bool = True,
                  frequency_learning: bool = True, gate_summary: str = "last", gate_hidden_size: int = 0,
-                 filter_init: str = "fmlp"):
+                 filter_init: str = "fmlp", gate_input: str = "components", train_routing: str = "dense",
+                 component_dropout: float = 0.0):
         super().__init__()
+        if train_routing not in TRAIN_ROUTINGS:
+            raise ValueError(f"train_routing must be one of {TRAIN_ROUTINGS}, got {train_routing!r}")
+        self.train_routing = train_routing
+        self.component_dropout = nn.Dropout(component_dropout) if component_dropout > 0 else None
         self.kinds = list(kinds)
         self.n_experts = len(self.kinds)
         self.use_router = use_router
         self.router = FrequencyRouter(self.n_experts, max_len, params.hidden_size, with_gate=use_router,
                                       frequency_learning=frequency_learning, gate_summary=gate_summary,
-                                      gate_hidden_size=gate_hidden_size, filter_init=filter_init)
+                                      gate_hidden_size=gate_hidden_size, filter_init=filter_init,
+                                      gate_input=gate_input)
         self.experts = nn.ModuleList(build_expert(kind, params) for kind in self.kinds)
 
     def _run(self, j, x, m, last_only):
@@ -100,7 +127,9 @@ class MoELayer(nn.Module):
     def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: Optional[str] = None,
                 force_expert: Optional[int] = None) -> MoEOutput:
         comps = self.router.components(h)  # (B, K, n, d)
-        logits = self.router.gate_logits(comps, mask) if self.use_router else None
+        logits = self.router.gate_logits(comps, mask, h) if self.use_router else None
+        if self.component_dropout is not None:
+            comps = self.component_dropout(comps)
         b, k_all = comps.shape[:2]
         sparse = not self.training and (force_expert is not None or (self.use_router and top_k < k_all))
         if sparse:
@@ -124,7 +153,9 @@ class MoELayer(nn.Module):
                 shift = torch.randint(1, k_all, (k_all, b), device=h.device)  # j = k + shift mod K, never k
                 pairs = torch.stack([e.forward_last(comps[users, (k + shift[k]) % k_all], mask)
                                      for k, e in enumerate(self.experts)], dim=1).unsqueeze(1)  # (B, 1, K, d)
-        if self.use_router:
+        if self.use_router and self.training and self.train_routing == "switch":
+            weights, top_idx = switch_gates(logits)
+        elif self.use_router:
             weights, top_idx, _ = top_k_gates(logits, top_k)
         else:
             weights = torch.full((b, k_all), 1.0 / k_all, dtype=own.dtype, device=own.device)

@@ -16,13 +16,36 @@ Decisions the paper leaves open, each a config key of ``props/model/FamouSRec.ya
   recent item, which is also the read-out position of Eq. 7) or ``mean`` (mean over real positions).
 * ``gate_hidden_size``: 0 is Eq. 4 literally (one linear map); > 0 adds a hidden GELU layer (the
   paper calls the module "a typical MLP").
-* ``filter_init``: ``fmlp`` (``randn * 0.02``, as FMLP-Rec and the spec) or ``ones`` (identity
-  plus ``randn * 0.02`` noise, so every component starts as the input itself).
+* ``filter_init``: ``fmlp`` (``randn * 0.02``, as FMLP-Rec and the spec), ``ones`` (identity
+  plus ``randn * 0.02`` noise, so every component starts as the input itself) or ``bands`` (expert j
+  starts as a pass filter of the j-th of K equal bands, low to high, plus the same noise: the
+  components start frequency-specialised, and their band energies differ across users at once).
 * ``frequency_learning: false`` is the paper's ablation "w/o frequency-domain learning": FFT and
   filters are replaced by a position-wise linear map per expert, ``x_j = H A_j + c_j``.
+* ``gate_input``: what Eq. 4's ``X`` is. ``components`` feeds the summarised components themselves
+  (the paper as written). Filters and ``W_g`` are then both linear, so the gate is a linear, odd
+  function of the last items' embeddings: it cannot measure how much of a user's signal lies in a
+  band (a quadratic, sign-invariant quantity). ``band_energy`` feeds, per expert j and hidden
+  dimension, the log of component j's mean energy over the real positions relative to the input's,
+  ``log(mean_t x_j[t]² + ε) - log(mean_t H[t]² + ε)``: for a band-pass ``Q_j`` this is (by Parseval,
+  up to the spill into the padding) the share of the user's signal in expert j's band, the
+  "informativeness" of component j. Both go through the same linear (or MLP) gate.
 """
 import torch
 from torch import nn
+
+GATE_INPUTS = ("components", "band_energy")
+FILTER_INITS = ("fmlp", "ones", "bands")
+
+
+def band_init(n_experts: int, n_freq: int) -> torch.Tensor:
+    """(K, F) real gains: expert j passes the j-th of K equal, contiguous bands of the F bins (low to high)."""
+    edges = torch.linspace(0, n_freq, n_experts + 1).round().long()
+    gains = torch.zeros(n_experts, n_freq)
+    for j in range(n_experts):
+        gains[j, edges[j]:max(edges[j + 1], edges[j] + 1)] = 1.0
+    return gains
+ENERGY_EPS = 1e-6  # floor of the band energies before the log (their scale is ~1 after the LayerNorm)
 
 
 class FrequencyRouter(nn.Module):
@@ -34,12 +57,15 @@ class FrequencyRouter(nn.Module):
 
     def __init__(self, n_experts: int, max_len: int, hidden_size: int, *, with_gate: bool = True,
                  frequency_learning: bool = True, gate_summary: str = "last", gate_hidden_size: int = 0,
-                 filter_init: str = "fmlp"):
+                 filter_init: str = "fmlp", gate_input: str = "components"):
         super().__init__()
+        if gate_input not in GATE_INPUTS:
+            raise ValueError(f"gate_input must be one of {GATE_INPUTS}, got {gate_input!r}")
+        self.gate_input = gate_input
         if gate_summary not in ("last", "mean"):
             raise ValueError(f"gate_summary must be 'last' or 'mean', got {gate_summary!r}")
-        if filter_init not in ("fmlp", "ones"):
-            raise ValueError(f"filter_init must be 'fmlp' or 'ones', got {filter_init!r}")
+        if filter_init not in FILTER_INITS:
+            raise ValueError(f"filter_init must be one of {FILTER_INITS}, got {filter_init!r}")
         self.n_experts, self.max_len, self.hidden_size = n_experts, max_len, hidden_size
         self.frequency_learning = frequency_learning
         self.gate_summary = gate_summary
@@ -49,10 +75,15 @@ class FrequencyRouter(nn.Module):
             weight = torch.randn(n_experts, n_freq, hidden_size, 2) * 0.02
             if filter_init == "ones":
                 weight[..., 0] += 1.0
+            elif filter_init == "bands":
+                weight[..., 0] += band_init(n_experts, n_freq).unsqueeze(-1)
             self.filters = nn.Parameter(weight)
         else:
             self.component_proj = nn.Linear(hidden_size, n_experts * hidden_size)
         in_features = n_experts * hidden_size
+        # band energies share a per-expert offset (the filters' gain) and have no natural scale: normalise
+        # each user's K·d features (LayerNorm), so that the gate sees how they differ, from the first step
+        self.energy_norm = nn.LayerNorm(in_features) if gate_input == "band_energy" and with_gate else None
         if not with_gate:  # the "w/o router" ablation: components only, no gate parameters
             self.gate = None
         elif gate_hidden_size and gate_hidden_size > 0:
@@ -73,15 +104,26 @@ class FrequencyRouter(nn.Module):
         filtered = spectrum.unsqueeze(1) * filters.unsqueeze(0)  # (B, K, F, d)
         return torch.fft.irfft(filtered, n=n, dim=2, norm="ortho").to(h.dtype)
 
-    def gate_logits(self, comps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Eqs. 4-5: (B, K, n, d) components -> (B, K) logits, from the user-level summary of X."""
+    def gate_features(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None) -> torch.Tensor:
+        """Eq. 4's ``X`` for one user, (B, K·d): the summarised components, or their band energies."""
+        if self.gate_input == "band_energy":
+            w = mask.to(comps.dtype)[:, None, :, None]  # (B, 1, n, 1)
+            count = w.sum(2).clamp(min=1.0)
+            energy = (comps.square() * w).sum(2) / count  # (B, K, d)
+            ref = (h.square() * w[:, 0]).sum(1, keepdim=True) / count if h is not None else 1.0
+            return self.energy_norm((torch.log(energy + ENERGY_EPS) - torch.log(ref + ENERGY_EPS)).flatten(1))
         if self.gate_summary == "last":
             summary = comps[:, :, -1]  # (B, K, d); position n-1 is the most recent item
         else:
             w = mask.to(comps.dtype)[:, None, :, None]
             summary = (comps * w).sum(2) / w.sum(2).clamp(min=1.0)
-        return self.gate(summary.flatten(1))
+        return summary.flatten(1)
+
+    def gate_logits(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None) -> torch.Tensor:
+        """Eqs. 4-5: (B, K, n, d) components -> (B, K) logits, from the user-level summary of X.
+        ``h`` (B, n, d), the router's input, normalises the band energies (``gate_input: band_energy``)."""
+        return self.gate(self.gate_features(comps, mask, h))
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor):
         comps = self.components(h)
-        return comps, (self.gate_logits(comps, mask) if self.gate is not None else None)
+        return comps, (self.gate_logits(comps, mask, h) if self.gate is not None else None)

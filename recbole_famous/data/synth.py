@@ -1,0 +1,102 @@
+"""Synthetic sequential data whose users follow known behaviour types of different frequency content.
+
+Built to need routing (FamouSRec's router, paper Section 3.2.2): the next item of a user is predicted
+by a different kind of evidence for each type, and a user's type shows in the spectrum of the history.
+
+Items are ``n_topics`` topics of ``items_per_topic`` items each. Each user has one type:
+
+* ``stable`` (low frequency: a long-term interest). Two personal topics; every item is drawn uniformly
+  from their union. The best prediction is the union of the topics seen over the whole history (the
+  last item names only one of them): an average over all positions, a low-pass read-out.
+* ``periodic`` (high frequency: periodic returns). A personal cycle of ``period`` random items repeated
+  ``a b c a b c ...``; the next item is the one ``period`` steps back. The last item alone says nothing
+  (the cycle is the user's own); a delay or a recurrence reads it.
+* ``drift`` (short bursts that drift). A walk along one global chain of all items (a fixed random
+  permutation): the next item is the successor of the last one. The last item is all that matters;
+  an average over the history blurs it.
+
+With probability ``noise`` an item is replaced by a uniformly random one (the pattern goes on after it).
+Lengths are uniform in ``[min_len, max_len]``. Written as RecBole atomic files: ``NAME.inter``
+(``user_id``, ``item_id``, ``timestamp``; the time order is the list order) and ``NAME.types``
+(``user_id`` and ``type``), in ``<out>/NAME/``. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+TYPES = ("stable", "periodic", "drift")
+
+
+def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: list, chain: list,
+              period: int, noise: float) -> list:
+    if kind == "stable":
+        a, b = rng.sample(range(len(topics)), 2)
+        pool = topics[a] + topics[b]
+        seq = [rng.choice(pool) for _ in range(length)]
+    elif kind == "periodic":
+        cycle = rng.sample(range(n_items), period)
+        start = rng.randrange(period)
+        seq = [cycle[(start + t) % period] for t in range(length)]
+    elif kind == "drift":
+        pos = rng.randrange(n_items)
+        seq = [chain[(pos + t) % n_items] for t in range(length)]
+    else:
+        raise ValueError(f"unknown behaviour type {kind!r}; known: {', '.join(TYPES)}")
+    return [rng.randrange(n_items) if rng.random() < noise else item for item in seq]
+
+
+def generate(name: str, out: str = "dataset", *, users_per_type: int = 400, n_topics: int = 10,
+             items_per_topic: int = 20, min_len: int = 8, max_len: int = 30, period: int = 3,
+             noise: float = 0.1, types=TYPES, seed: int = 0, echo=print) -> Path:
+    """Write ``<out>/<name>/<name>.inter`` and ``.types``; returns the folder. See the module docstring."""
+    types = list(types)
+    unknown = [t for t in types if t not in TYPES]
+    if unknown or not types:
+        raise ValueError(f"unknown behaviour type(s) {unknown or types}; known: {', '.join(TYPES)}")
+    if not (5 <= min_len <= max_len):
+        raise ValueError(f"need 5 <= min_len <= max_len (RecBole's five-core filter), got {min_len}, {max_len}")
+    if n_topics < 2 or items_per_topic < 1 or users_per_type < 1 or not 1 <= period:
+        raise ValueError("need n_topics >= 2, items_per_topic >= 1, users_per_type >= 1, period >= 1")
+    if not 0.0 <= noise < 1.0:
+        raise ValueError(f"noise must be in [0, 1), got {noise}")
+    rng = random.Random(seed)
+    n_items = n_topics * items_per_topic
+    if period > n_items:
+        raise ValueError(f"period {period} exceeds the {n_items} items")
+    topics = [list(range(t * items_per_topic, (t + 1) * items_per_topic)) for t in range(n_topics)]
+    chain = list(range(n_items))
+    rng.shuffle(chain)
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, kinds = [], []
+    uid = 0
+    for kind in types:
+        for _ in range(users_per_type):
+            uid += 1
+            user = f"u{uid:06d}"
+            length = rng.randint(min_len, max_len)
+            for t, item in enumerate(_sequence(kind, rng, length, n_items, topics, chain, period, noise)):
+                rows.append(f"{user}\ti{item:05d}\t{t}\n")
+            kinds.append(f"{user}\t{kind}\n")
+    inter, type_file = folder / f"{name}.inter", folder / f"{name}.types"
+    for path, header, body in ((inter, "user_id:token\titem_id:token\ttimestamp:float\n", rows),
+                               (type_file, "user_id\ttype\n", kinds)):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(header + "".join(body), encoding="utf-8")
+        tmp.replace(path)
+    echo(f"wrote {inter} ({uid} users, {n_items} items, {len(rows)} interactions; types {', '.join(types)}) "
+         f"and {type_file}")
+    return folder
+
+
+def read_types(name: str, out: str = "dataset") -> dict:
+    """``{user_id token: type}`` from ``<out>/<name>/<name>.types``."""
+    path = Path(out) / name / f"{name}.types"
+    if not path.is_file():
+        raise FileNotFoundError(f"no behaviour types for {name!r}: {path} is missing "
+                                f"(write it with `python -m recbole_famous.data synth {name}`)")
+    with open(path, encoding="utf-8") as f:
+        next(f)
+        return dict(line.rstrip("\n").split("\t") for line in f if line.strip())
