@@ -40,12 +40,18 @@ Decisions the paper leaves open (default first; see ``benchmarks/ablate_famousre
 * L_spe and L_al use the last MoE layer (where f is read); L_bal averages over all layers.
 * ``spe_mode: exact`` (the paper's K² pairs); ``sampled`` is 2K encodings (see ``losses.py``).
 
-Measured so far (first 120 ml-100k users, max length 20, d = 32, experts attention/gru/mlp,
-3 epochs, seed 2020, 2-core CPU): best valid / test NDCG@10 default 0.0302 / 0.0274,
-``gate_summary: mean`` 0.0314 / 0.0275, ``align_stop_grad: False`` 0.0317 / 0.0250,
-``filter_init: ones`` 0.0327 / 0.0135 (and a slower-falling L_rec). With 120 test users these
-differences are noise except perhaps the last; the defaults are the reasoned ones, to be
-re-measured on a full dataset.
+Measured effects of these decisions live in ``docs/measurements.md``, not here.
+
+Options that let the router route (issue 12; ``docs/results/synth/README.md`` measures them):
+
+* ``gate_input: band_energy``: the gate reads each component's log band energy, sign-invariant and
+  normalised (``router.py``), instead of a linear function of the last items' embeddings.
+* ``train_routing: switch``: top-1 routing in training that keeps the gate's gradient
+  (``mixture.py``); ``balance_loss: switch``: a load balance that sees the hard assignment.
+* ``filter_init: bands``: expert j's filter starts as the j-th of K frequency bands.
+* ``align_target: others``: L_al's positive is the mixture of the *other* experts.
+* ``dropout_position: components``: hidden dropout after the filters, not before the FFT.
+* ``diagnostics_users``: routing diagnostics after each validation (``diagnostics.py``).
 """
 import torch
 import torch.nn.functional as F
