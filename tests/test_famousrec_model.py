@@ -156,3 +156,21 @@ def test_trains_and_evaluates_through_the_runner(quick_overrides):
                                                     "hidden_size": 16, "inner_size": 32}, saved=False)
     assert result["epochs_run"] == 1 and result["test_result"]["hit@10"] >= 0
     assert result["config"]["eval_top_k"] == 1 and result["config"]["experts"] == experts
+
+
+def test_a_length_trimmed_batch_gives_the_same_scores_and_losses():
+    """Length-grouped batches trim RecBole's right padding; FamouSRec pads back to its filters' window."""
+    model = make_model()
+    batch = make_batch(lengths=[3, 2, 4, 1])
+    width = int(batch["item_length"].max())
+    trimmed = dict(batch, item_id_list=batch["item_id_list"][:, :width])
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(batch), model.full_sort_predict(trimmed), atol=1e-5)
+        model.train()  # dropout is 0 in these fakes
+        torch.manual_seed(0)
+        full = model.calculate_loss(batch)
+        torch.manual_seed(0)
+        cut = model.calculate_loss(trimmed)
+    for a, b in zip(full, cut):
+        assert torch.allclose(a, b, atol=1e-5)

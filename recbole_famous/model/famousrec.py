@@ -201,6 +201,8 @@ class FamouSRec(SequentialRecommender):
     def encode(self, item_seq, item_seq_len, need_pairs=None):
         """Left pad, embed (Eq. 1), run the MoE layers; returns the last layer's ``MoEOutput`` and
         every layer's gate logits. ``hidden`` of the output is f (B, d), Eq. 7 at position n-1."""
+        if item_seq.size(1) < self.max_seq_length:  # a length-trimmed batch: the filters are defined on the full window
+            item_seq = F.pad(item_seq, (0, self.max_seq_length - item_seq.size(1)))
         seq = right_to_left_pad(item_seq, item_seq_len)
         n = seq.size(1)
         pos = torch.arange(n, device=seq.device)

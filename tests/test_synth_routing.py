@@ -1,0 +1,58 @@
+"""Synthetic behaviour types (issue 12): the generator, and FamouSRec's router separating the types on a small
+instance through the plugin's own runner."""
+import os
+
+import pytest
+
+from recbole_famous.data import synth
+
+
+def _read(folder, name):
+    rows = {}
+    with open(os.path.join(folder, f"{name}.inter"), encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            u, i, t = line.rstrip("\n").split("\t")
+            rows.setdefault(u, []).append((float(t), i))
+    return {u: [i for _, i in sorted(v)] for u, v in rows.items()}
+
+
+def test_generator_writes_each_type_with_its_pattern(tmp_path):
+    folder = synth.generate("S", str(tmp_path), users_per_type=30, n_topics=4, items_per_topic=5, min_len=6,
+                            max_len=12, period=3, noise=0.0, seed=1, echo=lambda *a: None)
+    seqs, types = _read(folder, "S"), synth.read_types("S", str(tmp_path))
+    assert len(seqs) == len(types) == 90 and sorted(set(types.values())) == ["drift", "periodic", "stable"]
+    successor = {}
+    for u, seq in seqs.items():
+        assert 6 <= len(seq) <= 12
+        if types[u] == "periodic":
+            assert all(seq[t] == seq[t - 3] for t in range(3, len(seq)))
+            assert len(set(seq[:3])) == 3
+        elif types[u] == "stable":
+            topics = {int(i[1:]) // 5 for i in seq}
+            assert len(topics) <= 2
+        else:  # one global chain: an item always has the same successor
+            for a, b in zip(seq, seq[1:]):
+                assert successor.setdefault(a, b) == b
+    again = synth.generate("S", str(tmp_path / "again"), users_per_type=30, n_topics=4, items_per_topic=5,
+                           min_len=6, max_len=12, period=3, noise=0.0, seed=1, echo=lambda *a: None)
+    assert (again / "S.inter").read_text() == (folder / "S.inter").read_text()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"types": ["weekly"]}, "unknown behaviour type"),
+    ({"min_len": 3}, "min_len"),
+    ({"noise": 1.0}, "noise"),
+])
+def test_generator_rejects_bad_input(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synth.generate("S", str(tmp_path), echo=lambda *a: None, **kwargs)
+
+
+def test_cli_bad_type_is_one_line_and_exit_2(tmp_path, capsys):
+    from recbole_famous.data.__main__ import main
+
+    assert main(["synth", "S", "--out", str(tmp_path), "--types", "weekly"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown behaviour type" in err[0]
+    assert not (tmp_path / "S").exists()
