@@ -47,8 +47,8 @@ def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: 
     return [rng.randrange(n_items) if rng.random() < noise else item for item in seq]
 
 
-def generate(name: str, out: str = "dataset", *, users_per_type: int = 400, n_topics: int = 10,
-             items_per_topic: int = 20, min_len: int = 8, max_len: int = 30, period: int = 3,
+def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_topics: int = 10,
+             items_per_topic: int = 10, min_len: int = 8, max_len: int = 20, period: int = 2,
              noise: float = 0.1, types=TYPES, seed: int = 0, echo=print) -> Path:
     """Write ``<out>/<name>/<name>.inter`` and ``.types``; returns the folder. See the module docstring."""
     types = list(types)

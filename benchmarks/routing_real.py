@@ -1,0 +1,84 @@
+"""FamouSRec variants on a real dataset at one budget, with the routing diagnostics of each trained model.
+
+    python benchmarks/routing_real.py --dataset Instruments --variants routing,paper,routing_wo_router \
+        --seeds 2020 --epochs 3 --out results/routing_real
+
+Each (variant, seed) is one run of the plugin's runner with a fixed run id: a stopped run continues from its
+last finished epoch when the same command is given again (``runner.run(resume=...)``), a finished one is
+skipped. After training, the best checkpoint's routing diagnostics (``model/diagnostics.py``: gate spread,
+entropy, shares, expert cosine, forced-expert NDCG@10, filter bands) are computed on the validation users.
+Writes ``<out>/<dataset>/<variant>-<seed>.json`` and prints one summary line per run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+ROUTING = {"gate_input": "band_energy", "train_routing": "switch", "balance_loss": "switch", "filter_init": "bands"}
+VARIANTS = {
+    "paper": {},
+    "paper_wo_router": {"use_router": False},
+    "routing": ROUTING,
+    "routing_wo_router": {**ROUTING, "use_router": False},
+    **{f"routing_all_{k}": {**ROUTING, "experts": [k] * 4} for k in ("attention", "gru", "mamba", "mlp")},
+}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="Instruments")
+    p.add_argument("--variants", default="routing,paper")
+    p.add_argument("--seeds", default="2020")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--out", default=os.path.join("results", "routing_real"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from recbole_famous.bench.checkpoint import build_data, load_model
+    from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
+    from recbole_famous.runner import run
+
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        print(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    folder = os.path.join(args.out, args.dataset)
+    os.makedirs(folder, exist_ok=True)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name in args.variants.split(","):
+            path = os.path.join(folder, f"{name}-{seed}.json")
+            if os.path.isfile(path):
+                continue
+            run_id = f"routing-{args.dataset}-{name}-{seed}"
+            overrides = {**VARIANTS[name], "seed": seed, "epochs": args.epochs, "stopping_step": args.epochs,
+                         "spe_mode": "sampled", "eval_batch_size": 1024, "show_progress": False,
+                         "checkpoint_dir": os.path.join(args.out, "saved"),
+                         "results_dir": os.path.join(args.out, "runs")}
+            best = os.path.join(args.out, "saved", f"{run_id}.pth")
+            resume = os.path.join(args.out, "saved", f"{run_id}.resume.pth")
+            resume = resume if os.path.isfile(resume) else (best if os.path.isfile(best) else None)
+            result = run("FamouSRec", args.dataset, overrides=None if resume else overrides, run_id=run_id,
+                         resume=resume)
+            config, train_data, valid_data, _ = build_data("FamouSRec", args.dataset, overrides)
+            model = load_model(config, train_data, result["checkpoint"])
+            batches = [batch[0] for batch in valid_data]
+            diag = routing_diagnostics(model, batches, forced=True)
+            record = {"variant": name, "seed": seed, "overrides": VARIANTS[name], "epochs": args.epochs,
+                      "best_epoch": result["best_epoch"], "valid": result["best_valid_result"],
+                      "test": result["test_result"], "epoch_seconds": result["epoch_seconds"],
+                      "valid_scores": result["valid_scores"], "diagnostics": diag}
+            with open(path + ".tmp", "w") as f:
+                json.dump(record, f, indent=1)
+            os.replace(path + ".tmp", path)
+            print(f"{args.dataset} {name} seed {seed}: valid NDCG@10 {record['valid'].get('ndcg@10'):.4f}, "
+                  f"epochs {len(result['epoch_seconds'])} x {sum(result['epoch_seconds'])/max(1,len(result['epoch_seconds'])):.0f} s; "
+                  + format_diagnostics(diag), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
