@@ -34,6 +34,7 @@ VARIANTS = {
     "wo_router": {**ROUTING, "use_router": False},
     "switch_only": {"train_routing": "switch", "balance_loss": "switch"},
     "energy_only": {"gate_input": "band_energy"},
+    "energy_bands": {"gate_input": "band_energy", "filter_init": "bands"},
     **{f"single_{k}": {"experts": [k], "use_router": False} for k in ("attention", "gru", "mamba", "mlp")},
     "all_mlp": {**ROUTING, "experts": ["mlp", "mlp", "mlp", "mlp"]},
 }
