@@ -54,3 +54,21 @@ class TrainingInterrupted(Exception):
             return (text + f"; best checkpoint kept: {self.checkpoint} (epoch {self.best_epoch}); "
                     f"continue with {self.resume_hint}")
         return text + "; no checkpoint had been saved yet"
+
+
+class SourceError(Exception):
+    """A dataset's source file cannot be converted (``recbole_famous.data``); the message names the file and,
+    where known, the line."""
+
+    exit_code = 2
+
+    def __init__(self, path, message, line=None):
+        self.path, self.line, self.reason = str(path), line, message
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+class DatasetNotPrepared(RuntimeError):
+    """A dataset's atomic files are missing and cannot be built; the message says how to fix it."""
+
+    exit_code = 2

@@ -16,7 +16,7 @@ from pathlib import Path
 from recbole_famous import resources
 
 from . import stats
-from .errors import SourceError
+from recbole_famous.errors import SourceError
 from .filtering import filter_by_counts, parse_intervals
 from .readers import READERS
 
