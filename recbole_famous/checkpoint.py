@@ -28,7 +28,9 @@ model; another dataset; a changed config, compared key by key, where which keys 
 * ``resume``: only environment keys and the budget (``epochs``, ``stopping_step``) may differ.
 
 Then, once the dataset is loaded, its item vocabulary and counts must match (``check_data``), and the state dict's
-parameter names and shapes must match the model built from the config (``check_state_dict``).
+parameter names and shapes must match the model built from the config (``check_state_dict``, run by ``load_into``,
+the one function that puts a checkpoint's weights into a model). ``pipeline.load_trained`` runs these steps in
+order: it is how ``--eval_only``, ``--resume``, serving and the benchmark load a trained model.
 
 Loading uses ``torch.load(weights_only=False)`` (RecBole pickles its Config into the file): load only checkpoints
 you trust, as with any pickle.

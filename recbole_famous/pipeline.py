@@ -6,7 +6,7 @@ evaluation of a checkpoint, serving, the benchmark and the scripts in ``benchmar
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     model = build_model(config, train_data._dataset)  # RecBole's dataset of the dataloader
-    trainer = get_trainer(config, model, output_dir="results/x")
+    trainer = get_trainer(config, model, output_dir="results/x", dataset=dataset)
     trainer.fit(train_data, valid_data); trainer.evaluate(test_data)
 
 and the one way to load a trained model: ``load_trained(path)``, always through the checkpoint's checks (same
@@ -125,10 +125,32 @@ def build_model(config, dataset):
     return config.model_class(config, dataset).to(config["device"])
 
 
-def get_trainer(config, model, output_dir: str, saved_model_file: str | None = None, meta: dict | None = None):
+def checkpoint_meta(config, dataset=None, run_id: str | None = None) -> dict:
+    """What every checkpoint of a run carries besides the weights (see ``recbole_famous.checkpoint``): model and
+    dataset names, the settings and fingerprint of the config, the summary of ``dataset`` (RecBole's whole dataset,
+    as created, so ``load_trained`` can check it; none without one), the versions."""
+    import recbole
+    import torch
+
+    from recbole_famous import __version__
+
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "run_id": run_id,
+        "settings": checkpoint.settings_of(config),
+        "fingerprint": checkpoint.fingerprint(config),
+        "data": checkpoint.data_summary(dataset) if dataset is not None else None,
+        "versions": {"recbole_famous": __version__, "recbole": recbole.__version__, "torch": torch.__version__},
+    }
+
+
+def get_trainer(config, model, output_dir: str, saved_model_file: str | None = None, dataset=None,
+                run_id: str | None = None):
     """The plugin's Trainer (``recbole_famous.trainer``): its checkpoints under ``saved_model_file`` (default
-    RecBole's name in ``checkpoint_dir``), its tensorboard events under ``output_dir``."""
-    return Trainer(config, model, output_dir, saved_model_file, meta=meta)
+    RecBole's name in ``checkpoint_dir``), each with ``checkpoint_meta(config, dataset, run_id)``, so
+    ``load_trained`` can load them; its tensorboard events under ``output_dir``."""
+    return Trainer(config, model, output_dir, saved_model_file, meta=checkpoint_meta(config, dataset, run_id))
 
 
 # ---- a trained model ---------------------------------------------------------------------------

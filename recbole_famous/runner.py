@@ -108,23 +108,6 @@ def _start(config, run_id):
     return output_dir, rank
 
 
-def _meta(config, data, run_id) -> dict:
-    import recbole
-    import torch
-
-    from recbole_famous import __version__
-
-    return {
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "run_id": run_id,
-        "settings": checkpoint.settings_of(config),
-        "fingerprint": checkpoint.fingerprint(config),
-        "data": checkpoint.data_summary(data),
-        "versions": {"recbole_famous": __version__, "recbole": recbole.__version__, "torch": torch.__version__},
-    }
-
-
 def run(model=None, dataset=None, config_files=None, overrides=None, saved=True, *, resume=None, run_id=None,
         epoch_callback=None) -> dict:
     """Train, validate and test one model on one dataset; return (and write) the result dict.
@@ -172,7 +155,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
     run_id, output_dir, rank = state["id"], state["output_dir"], state["rank"]
     logger.info(model_obj)
     saved_model_file = best_file or os.path.join(config["checkpoint_dir"], f"{run_id}.pth")
-    trainer = pipeline.get_trainer(config, model_obj, output_dir, saved_model_file, meta=_meta(config, data, run_id))
+    trainer = pipeline.get_trainer(config, model_obj, output_dir, saved_model_file, dataset=data, run_id=run_id)
     if resumed is not None:
         trainer.restore(resumed, train_data)
 
