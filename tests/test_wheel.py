@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 
+from conftest import ml100k_inter_path
 from recbole_famous import config as config_module
 from recbole_famous.errors import MissingResource, UsageError
 from recbole_famous.pipeline import build_config
@@ -46,6 +47,23 @@ print(json.dumps({"package": recbole_famous.__file__, "status": result["status"]
                   "fingerprint": checkpoint.fingerprint(build_config("SASRec", "mlslice", overrides=overrides)),
                   "famous_fingerprint": checkpoint.fingerprint(famous)}, default=str))
 """ % (sorted(PROTOCOL),)
+
+
+def _small_slice(root, users: int = 30) -> str:
+    """The interactions of ml-100k's first ``users`` users (file order), as dataset 'mlslice' under ``root``:
+    a job under the full protocol (length 50) that takes seconds."""
+    os.makedirs(os.path.join(root, "mlslice"))
+    seen = set()
+    with open(ml100k_inter_path(), encoding="utf-8") as src, \
+            open(os.path.join(root, "mlslice", "mlslice.inter"), "w", encoding="utf-8") as dst:
+        dst.write(src.readline())
+        for line in src:
+            user = line.split("\t", 1)[0]
+            if user not in seen and len(seen) == users:
+                continue
+            seen.add(user)
+            dst.write(line)
+    return str(root)
 
 
 def _clean_env() -> dict:
@@ -93,8 +111,8 @@ def _fresh_env(tmp_path, wheel) -> str:
     python = str(venv / "bin" / "python")
     purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *sys.path}
-    keep = sorted(p for p in here if p and os.path.isdir(p) and not os.path.abspath(p).startswith(REPO)
-                  and "site-packages" in p)
+    # library folders only (CI's .venv lies inside the checkout: its site-packages is kept, the checkout is not)
+    keep = sorted(p for p in here if p and os.path.isdir(p) and os.path.basename(p) in ("site-packages", "dist-packages"))
     with open(os.path.join(purelib, "_parent_env.pth"), "w") as f:
         f.write("\n".join(keep) + "\n")
     _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel])
@@ -102,7 +120,8 @@ def _fresh_env(tmp_path, wheel) -> str:
 
 
 @pytest.mark.slow
-def test_wheel_installs_whole_and_runs_the_protocol_outside_the_checkout(tmp_path, ml100k_slice):
+def test_wheel_installs_whole_and_runs_the_protocol_outside_the_checkout(tmp_path):
+    data_path = _small_slice(tmp_path / "data")
     wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = set()
@@ -118,7 +137,7 @@ def test_wheel_installs_whole_and_runs_the_protocol_outside_the_checkout(tmp_pat
     python = _fresh_env(tmp_path, wheel)
     work = tmp_path / "work"  # the job runs from a folder outside the checkout, with no PYTHONPATH
     work.mkdir()
-    proc = _run([python, "-c", JOB, ml100k_slice, str(tmp_path / "out")], cwd=work)
+    proc = _run([python, "-c", JOB, data_path, str(tmp_path / "out")], cwd=work)
     installed = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"wheel {os.path.basename(wheel)}: {len(names)} files; installed job: {installed['status']}, "
           f"test {installed['test']}")
@@ -129,10 +148,10 @@ def test_wheel_installs_whole_and_runs_the_protocol_outside_the_checkout(tmp_pat
     assert installed["config"] == PROTOCOL
     from recbole_famous import checkpoint
 
-    editable = build_config("SASRec", "mlslice", overrides={"data_path": ml100k_slice, "epochs": 1})
+    editable = build_config("SASRec", "mlslice", overrides={"data_path": data_path, "epochs": 1})
     assert {k: editable[k] for k in PROTOCOL} == PROTOCOL
     assert installed["fingerprint"] == json.loads(json.dumps(checkpoint.fingerprint(editable)))
-    famous = build_config("FamouSRec", "mlslice", overrides={"data_path": ml100k_slice})
+    famous = build_config("FamouSRec", "mlslice", overrides={"data_path": data_path})
     assert installed["famous_fingerprint"] == json.loads(json.dumps(checkpoint.fingerprint(famous)))
 
 
