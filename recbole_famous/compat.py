@@ -23,8 +23,9 @@ Fixes that are scoped to the objects that need them (no global switch):
    token_seq / float_seq side features (RecBole's ``_remap`` and ``_load_feat`` rely on pandas-2 behaviour there
    and fail loudly); the paper's protocol loads interactions only (user, item, timestamp).
 4. torch >= 2.6 loads checkpoints with ``weights_only=True``; RecBole pickles its Config into them, so
-   ``Trainer.evaluate(load_best_model=True)`` raises UnpicklingError. ``recbole_famous.trainer.Trainer`` loads its
-   own checkpoints with ``load_checkpoint`` (``weights_only=False``: a file this project wrote itself).
+   ``Trainer.evaluate(load_best_model=True)`` raises UnpicklingError. ``recbole_famous.checkpoint.load``, through
+   which every checkpoint is read (the Trainer's best model too), uses ``load_checkpoint`` (``weights_only=False``:
+   a file this project wrote itself).
 5. ``Config`` reads ``sys.argv`` (pytest's flags leak into configs), looks models up with ``get_model`` (which
    imports ``exlib_recommender`` and needs lightgbm) and ``compatibility_settings`` (see 1): overridden in
    ``recbole_famous.config.Config``.
