@@ -46,7 +46,7 @@ def parse_args(argv):
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", "-m", default=None, help="model name (default: FamouSRec, or SASRec before it exists)")
+    parser.add_argument("--model", "-m", default=None, help="model name (default: FamouSRec)")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name (default: ml-100k, RecBole's packaged copy)")
     parser.add_argument("--config_files", default="", help='space-separated yaml files, e.g. "a.yaml b.yaml"')
     parser.add_argument("--checkpoint", default=None, help="a saved model, for --eval_only")
@@ -58,29 +58,14 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, default=None, help="its port (default: a free one, one machine only)")
     parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for arg in rest:
-        if not arg.startswith("--") or "=" not in arg:
-            parser.error(f"unrecognised argument '{arg}': settings are written --key=value")
-        key, value = arg[2:].split("=", 1)
-        overrides[key] = _parse_value(value)
-    return args, overrides
-
-
-def _parse_value(text: str):
-    """A command-line value read as yaml (so [5,10], {a: 1}, 1e-3, true work as in a config file)."""
-    import yaml
+    from recbole_famous.config import parse_overrides  # the one --key=value parser (also bench --set)
+    from recbole_famous.errors import UsageError
 
     try:
-        return yaml.load(text, Loader=_loader())
-    except yaml.YAMLError:
-        return text
-
-
-def _loader():
-    from recbole_famous.config import _yaml_loader
-
-    return _yaml_loader()
+        overrides = parse_overrides(rest)
+    except UsageError as exc:
+        parser.error(str(exc))
+    return args, overrides
 
 
 def main(argv=None) -> int:
@@ -90,11 +75,10 @@ def main(argv=None) -> int:
 
         return serving.main(argv[1:])
     args, overrides = parse_args(argv)
-    from recbole_famous.errors import UsageError
+    from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted, UsageError
 
     try:
-        from recbole_famous import runner
-        from recbole_famous.trainer import NonFiniteLoss, TrainingInterrupted
+        from recbole_famous import pipeline, runner
 
         config_files = args.config_files.split()
         if args.nproc < 1:
@@ -109,26 +93,23 @@ def main(argv=None) -> int:
             result = runner.evaluate_checkpoint(args.checkpoint, args.model, args.dataset, config_files, overrides)
         else:
             if args.dataset is None and args.resume is None:
-                config_files = [runner.DEFAULT_JOB_CONFIG] + config_files
+                config_files = [pipeline.DEFAULT_JOB_CONFIG] + config_files
             if distributed:
-                from recbole_famous import distributed as dist
+                from recbole_famous import launch
 
-                result = dist.run(args.model, args.dataset, config_files, overrides, nproc=args.nproc,
+                result = launch.run(args.model, args.dataset, config_files, overrides, nproc=args.nproc,
                                   world_size=args.world_size, ip=args.ip, port=args.port,
                                   group_offset=args.group_offset, resume=args.resume)
                 if result is None:  # not the machine with rank 0
                     return 0
             else:
                 result = runner.run(args.model, args.dataset, config_files, overrides, resume=args.resume)
-    except UsageError as exc:
+    except (UsageError, NonFiniteLoss) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLoss as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
-        return 128 + int(exc.signum)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

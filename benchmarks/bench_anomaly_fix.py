@@ -12,21 +12,18 @@ import time
 
 import torch
 
-from recbole_famous.runner import _create_dataset, build_config
+from recbole_famous import pipeline
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=0, help="limit each epoch to N batches (0: full epoch)")
     args = parser.parse_args()
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
-    config = build_config("SASRec", "ml-100k", overrides={"show_progress": False, "state": "WARNING"})
-    init_seed(config["seed"], True)
-    train_data, _, _ = data_preparation(config, _create_dataset(config))
-    init_seed(config["seed"], True)
-    base = config.model_class(config, train_data._dataset)
+    config = pipeline.build_config("SASRec", "ml-100k", overrides={"show_progress": False, "state": "WARNING",
+                                                                   "reproducibility": True})
+    pipeline.init_seed(config)
+    train_data, _, _ = pipeline.data_preparation(config, pipeline.create_dataset(config))
+    base = pipeline.build_model(config, train_data._dataset)
     print(f"torch threads: {torch.get_num_threads()}, training sequences: {len(train_data._dataset)}, "
           f"batches/epoch: {len(train_data)}")
     times = {}

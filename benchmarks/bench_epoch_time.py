@@ -29,20 +29,16 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_famous.runner import _create_dataset, build_config
+    from recbole_famous import pipeline
 
     overrides = {"show_progress": False, "state": "WARNING", "use_gpu": False}
-    configs = {m: build_config(m, args.dataset, overrides=overrides) for m in args.models}
+    configs = {m: pipeline.build_config(m, args.dataset, overrides=overrides) for m in args.models}
     first = configs[args.models[0]]
-    init_seed(first["seed"], first["reproducibility"])
-    train_data, _, _ = data_preparation(first, _create_dataset(first))
+    pipeline.init_seed(first)
+    train_data, _, _ = pipeline.data_preparation(first, pipeline.create_dataset(first))
     models, optims, seconds = {}, {}, {}
     for name, config in configs.items():
-        init_seed(config["seed"], config["reproducibility"])
-        models[name] = config.model_class(config, train_data._dataset).train()
+        models[name] = pipeline.build_model(config, train_data._dataset).train()
         optims[name] = torch.optim.Adam(models[name].parameters(), lr=config["learning_rate"])
         seconds[name] = 0.0
     n = 0

@@ -29,17 +29,14 @@ import torch  # noqa: E402
 
 
 def build(model_name, dataset, overrides, data=None):
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
+    from recbole_famous import pipeline
 
-    from recbole_famous.runner import _create_dataset, build_config
-    config = build_config(model_name, dataset, overrides={"show_progress": False, "state": "WARNING", **overrides})
-    init_seed(config["seed"], config["reproducibility"])
+    config = pipeline.build_config(model_name, dataset,
+                                   overrides={"show_progress": False, "state": "WARNING", **overrides})
+    pipeline.init_seed(config)
     if data is None:
-        dataset_obj = _create_dataset(config)
-        data = data_preparation(config, dataset_obj)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, data[0]._dataset).to(config["device"])
+        data = pipeline.data_preparation(config, pipeline.create_dataset(config))
+    model = pipeline.build_model(config, data[0]._dataset)
     return model, data
 
 

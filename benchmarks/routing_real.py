@@ -38,7 +38,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from recbole_famous.bench.checkpoint import build_data, load_model
+    from recbole_famous import pipeline
     from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
     from recbole_famous.runner import run
 
@@ -63,8 +63,8 @@ def main(argv=None):
             resume = resume if os.path.isfile(resume) else (best if os.path.isfile(best) else None)
             result = run("FamouSRec", args.dataset, overrides=None if resume else overrides, run_id=run_id,
                          resume=resume)
-            config, train_data, valid_data, _ = build_data("FamouSRec", args.dataset, overrides)
-            model = load_model(config, train_data, result["checkpoint"])
+            trained = pipeline.load_trained(result["checkpoint"])  # the run's own settings, checked
+            model, valid_data = trained.model.eval(), trained.valid_data
             batches = [batch[0] for batch in valid_data]
             diag = routing_diagnostics(model, batches, forced=True)
             record = {"variant": name, "seed": seed, "overrides": VARIANTS[name], "epochs": args.epochs,

@@ -41,7 +41,7 @@ VARIANTS = {
 
 
 def run_variant(dataset, data_dir, variant, seed, extra):
-    from recbole_famous.bench.checkpoint import build_data, load_model
+    from recbole_famous import pipeline
     from recbole_famous.bench.synth import separation, type_report
     from recbole_famous.data.synth import read_types
     from recbole_famous.runner import run
@@ -52,8 +52,8 @@ def run_variant(dataset, data_dir, variant, seed, extra):
     t0 = time.perf_counter()
     result = run("FamouSRec", dataset, overrides=overrides)
     seconds = time.perf_counter() - t0
-    config, train_data, valid_data, test_data = build_data("FamouSRec", dataset, overrides)
-    model = load_model(config, train_data, result["checkpoint"])
+    trained = pipeline.load_trained(result["checkpoint"], overrides={"data_path": data_dir})
+    model, valid_data, test_data = trained.model.eval(), trained.valid_data, trained.test_data
     types = read_types(dataset, data_dir)
     report = {"valid": type_report(model, valid_data, types), "test": type_report(model, test_data, types)}
     report["separation"] = separation(report["valid"])
@@ -108,13 +108,13 @@ def main(argv=None):
     p.add_argument("--variants", default="paper,routing,wo_router")
     p.add_argument("--seeds", default="2020")
     p.add_argument("--out", default="docs/results/synth")
-    p.add_argument("--set", action="append", default=[], help="extra key=value (yaml value) for every run")
+    p.add_argument("--set", action="append", default=[], help="extra key=value (as --key=value) for every run")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    import yaml
+    from recbole_famous.config import parse_overrides
 
     torch.set_num_threads(args.threads)
-    extra = {kv.split("=", 1)[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in args.set}
+    extra = parse_overrides(args.set, prefix="")
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

@@ -28,7 +28,9 @@ model; another dataset; a changed config, compared key by key, where which keys 
 * ``resume``: only environment keys and the budget (``epochs``, ``stopping_step``) may differ.
 
 Then, once the dataset is loaded, its item vocabulary and counts must match (``check_data``), and the state dict's
-parameter names and shapes must match the model built from the config (``check_state_dict``).
+parameter names and shapes must match the model built from the config (``check_state_dict``, run by ``load_into``,
+the one function that puts a checkpoint's weights into a model). ``pipeline.load_trained`` runs these steps in
+order: it is how ``--eval_only``, ``--resume``, serving and the benchmark load a trained model.
 
 Loading uses ``torch.load(weights_only=False)`` (RecBole pickles its Config into the file): load only checkpoints
 you trust, as with any pickle.
@@ -108,6 +110,19 @@ def data_summary(dataset) -> dict:
     }
 
 
+class ItemCounts:
+    """What a sequential model's constructor reads from a dataset (its number of items), from a checkpoint's
+    ``data`` summary: a model that reads more raises ``AttributeError`` (then the dataset itself is needed)."""
+
+    def __init__(self, data: dict):
+        self._num = {data["item_field"]: data["n_items"]}
+
+    def num(self, field):
+        if field not in self._num:
+            raise AttributeError(f"the checkpoint holds no count for field {field}")
+        return self._num[field]
+
+
 def companion_paths(path: str) -> tuple[str, str]:
     """``(best, resume)`` file names of a run from either of them."""
     path = str(path)
@@ -115,6 +130,15 @@ def companion_paths(path: str) -> tuple[str, str]:
         return path[: -len(".resume.pth")] + ".pth", path
     stem = path[:-4] if path.endswith(".pth") else path
     return stem + ".pth", stem + ".resume.pth"
+
+
+def resume_source(path: str) -> tuple[str, str]:
+    """``(file to resume from, best file)`` of a run: its ``.resume.pth`` (the last validated epoch) when it exists,
+    else the best checkpoint itself (which holds the full state of its epoch)."""
+    best, resume_file = companion_paths(path)
+    if not os.path.isfile(best) and not os.path.isfile(resume_file):
+        raise UsageError(f"checkpoint not found: {path}")
+    return (resume_file if os.path.isfile(resume_file) else best), best
 
 
 def load(path: str, map_location="cpu") -> dict:
@@ -226,6 +250,13 @@ def check_state_dict(ckpt, model) -> None:
         if unexpected:
             parts.append(f"unexpected parameters: {unexpected[:3]}")
         raise UsageError(f"checkpoint {meta(ckpt).get('path')} does not fit the model: " + "; ".join(parts))
+
+
+def load_into(model, ckpt) -> None:
+    """Put a checkpoint's weights (and RecBole's ``other_parameter``) into ``model``, after ``check_state_dict``."""
+    check_state_dict(ckpt, model)
+    model.load_state_dict(ckpt["state_dict"])
+    model.load_other_parameter(ckpt.get("other_parameter"))
 
 
 def rebuild_inputs(ckpt, model=None, dataset=None, config_files=None, overrides=None):

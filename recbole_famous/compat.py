@@ -23,8 +23,9 @@ Fixes that are scoped to the objects that need them (no global switch):
    token_seq / float_seq side features (RecBole's ``_remap`` and ``_load_feat`` rely on pandas-2 behaviour there
    and fail loudly); the paper's protocol loads interactions only (user, item, timestamp).
 4. torch >= 2.6 loads checkpoints with ``weights_only=True``; RecBole pickles its Config into them, so
-   ``Trainer.evaluate(load_best_model=True)`` raises UnpicklingError. ``recbole_famous.trainer.Trainer`` loads its
-   own checkpoints with ``load_checkpoint`` (``weights_only=False``: a file this project wrote itself).
+   ``Trainer.evaluate(load_best_model=True)`` raises UnpicklingError. ``recbole_famous.checkpoint.load``, through
+   which every checkpoint is read (the Trainer's best model too), uses ``load_checkpoint`` (``weights_only=False``:
+   a file this project wrote itself).
 5. ``Config`` reads ``sys.argv`` (pytest's flags leak into configs), looks models up with ``get_model`` (which
    imports ``exlib_recommender`` and needs lightgbm) and ``compatibility_settings`` (see 1): overridden in
    ``recbole_famous.config.Config``.
@@ -40,6 +41,22 @@ Fixes that are scoped to the objects that need them (no global switch):
    check-then-create race: under DDP every rank builds its Trainer at the same moment and the loser raises
    ``FileExistsError`` (seen in CI on ``tests/test_reliability_distributed.py``). ``make_checkpoint_dir`` creates the
    folder race-free (``exist_ok=True``) before RecBole's check runs; ``recbole_famous.trainer.Trainer`` calls it.
+
+Fixes for RecBole's distributed mode (``nproc`` > 1) on CPU and with uneven shards:
+
+10. RecBole's ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
+    device_ids=[local_rank])``; torch refuses ``device_ids`` for a CPU module (ValueError), so distributed training on
+    CPU (gloo) cannot start. ``cpu_ddp(config)``, around the Trainer's construction, drops ``device_ids`` on CPU.
+11. RecBole's ``Trainer._map_reduce`` averages each process's metrics weighted by ``num_sample``, which it counts as
+    ``len(batched_data)`` per batch: the length of the batch *tuple* (4), so the weights are batch counts, not users.
+    Processes that evaluate different numbers of users (the last batch, ``world_size`` not dividing the users)
+    get the wrong mean. ``UserWeightedEvaluation`` (a Trainer mixin) counts the users each process evaluated and
+    weights by them, so the reduced metric is the single-process one.
+12. RecBole's dataloaders take torch's ``DistributedSampler``, which pads the evaluation users with duplicates
+    (counted twice in the metrics) and shuffles training in another order than a single process.
+    ``distributed_sampler(cls)``, around ``data_preparation``, gives them ``cls`` instead
+    (``recbole_famous.distributed.ShardSampler``: no duplicates, the single-process batches split between
+    processes).
 """
 
 from __future__ import annotations
@@ -116,6 +133,57 @@ def patched(obj, name, value):
         yield
     finally:
         setattr(obj, name, old)
+
+
+@contextlib.contextmanager
+def cpu_ddp(config):
+    """Fix 10: while RecBole's Trainer is built, ``DistributedDataParallel`` gets no ``device_ids`` on CPU."""
+    import torch
+
+    if config["single_spec"] or torch.device(config["device"]).type != "cpu":
+        yield
+        return
+    import recbole.trainer.trainer as rb_trainer
+
+    ddp = rb_trainer.DistributedDataParallel
+
+    def without_device_ids(module, device_ids=None, **kwargs):
+        return ddp(module, **kwargs)
+
+    with patched(rb_trainer, "DistributedDataParallel", without_device_ids):
+        yield
+
+
+class UserWeightedEvaluation:
+    """Fix 11, a mixin for RecBole's Trainer: distributed metrics averaged over processes weighted by the number of
+    users each evaluated (RecBole weights by batches). Only takes effect in distributed runs (``_map_reduce``)."""
+
+    _eval_count = 0
+
+    def evaluate(self, *args, **kwargs):
+        self._eval_count = 0
+        return super().evaluate(*args, **kwargs)
+
+    def _full_sort_batch_eval(self, batched_data):
+        out = super()._full_sort_batch_eval(batched_data)
+        self._eval_count += int(out[1].shape[0])
+        return out
+
+    def _neg_sample_batch_eval(self, batched_data):
+        out = super()._neg_sample_batch_eval(batched_data)
+        self._eval_count += int(out[1].shape[0])
+        return out
+
+    def _map_reduce(self, result, num_sample):
+        return super()._map_reduce(result, self._eval_count)
+
+
+def distributed_sampler(sampler_class):
+    """Fix 12: context in which RecBole's dataloaders build ``sampler_class`` instead of torch's
+    DistributedSampler (RecBole reads ``torch.utils.data.distributed.DistributedSampler`` when it builds them)."""
+    import torch.utils.data.distributed
+
+    return patched(torch.utils.data.distributed, "DistributedSampler", sampler_class)
 
 
 def tensorboard_in(directory: str):

@@ -24,15 +24,15 @@ import os
 
 import yaml
 
-from recbole_famous import compat
-from recbole_famous.errors import UsageError
+from recbole_famous import compat, resources
+from recbole_famous.errors import MissingResource, UsageError
 
-compat.apply()
 compat.disable_import_time_anomaly_detection()
 
 from recbole.config import Config as _RecBoleConfig  # noqa: E402
 
-PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
+# The props layers (``recbole_famous.resources``: the installed copy, else the source tree's).
+PROPS_DIR = resources.PROPS_DIR
 
 # RecBole's model packages searched after the plugin's own (exlib_recommender is left out: it needs lightgbm).
 _RECBOLE_MODEL_MODULES = (
@@ -108,6 +108,29 @@ def _yaml_loader():
     return _RecBoleConfig._build_yaml_loader(None)
 
 
+def parse_value(text: str):
+    """A command-line value read as a config file reads it (RecBole's yaml loader): ``1e-3`` is a float, ``[5,10]``
+    a list, ``{a: 1}`` a dict, ``true`` a bool, ``~`` None; text that is not valid yaml stays the text."""
+    try:
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(args, prefix: str = "--") -> dict:
+    """``["--key=value", ...]`` (``prefix="--"``, the command line) or ``["key=value", ...]`` (``prefix=""``, e.g.
+    ``bench --set``) as ``{key: parse_value(value)}``; the one parser of settings given as text. Anything else is
+    a ``UsageError`` naming the argument."""
+    out = {}
+    for arg in args or []:
+        body = arg[len(prefix):] if prefix and arg.startswith(prefix) else (arg if not prefix else None)
+        if body is None or "=" not in body or not body.split("=", 1)[0]:
+            raise UsageError(f"unrecognised argument '{arg}': settings are written {prefix}key=value")
+        key, value = body.split("=", 1)
+        out[key] = parse_value(value)
+    return out
+
+
 class Config(_RecBoleConfig):
     """RecBole's Config with plugin-first model lookup, ``props/`` layering and no ``sys.argv`` parsing."""
 
@@ -117,8 +140,9 @@ class Config(_RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def compatibility_settings(self):
-        # RecBole's version reads np.float_ etc., removed in numpy 2 (compat fix 1).
-        compat.apply()
+        # RecBole's version reads np.float_ etc., removed in numpy 2; ``compat.apply`` (run once, on
+        # ``import recbole_famous``) already restored what RecBole needs (compat fix 1).
+        pass
 
     def _init_device(self):
         # Distributed runs on CPU join with gloo; RecBole's own hard-codes NCCL and CUDA (recbole_famous.distributed).
@@ -143,13 +167,29 @@ class Config(_RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in (
-            os.path.join(PROPS_DIR, "overall.yaml"),
-            os.path.join(PROPS_DIR, "model", f"{model}.yaml"),
-            os.path.join(PROPS_DIR, "dataset", f"{dataset}.yaml"),
-        ):
-            if os.path.isfile(path):
-                layer = read_yaml(path)
-                self.internal_config_dict.update(layer)
-                if path.endswith(f"{dataset}.yaml"):
-                    self.parameters["Dataset"] += [k for k in layer if k not in self.parameters["Dataset"]]
+        for path in protocol_layers(model, model_class, dataset):
+            layer = read_yaml(path)
+            self.internal_config_dict.update(layer)
+            if path.endswith(f"{dataset}.yaml"):
+                self.parameters["Dataset"] += [k for k in layer if k not in self.parameters["Dataset"]]
+
+
+def protocol_layers(model: str, model_class, dataset: str) -> list[str]:
+    """The props files layered over RecBole's defaults for a model and dataset, lowest first.
+
+    ``overall.yaml`` (the protocol) must exist, and so must ``model/<Model>.yaml`` of a plugin model (it holds the
+    model's every knob): a missing one is ``MissingResource``, never a run under RecBole's defaults. RecBole's
+    built-in models and datasets without a file of their own just have no layer there.
+    """
+    root = resources.props_dir(PROPS_DIR)
+    layers = [os.path.join(root, resources.PROTOCOL_FILE)]
+    model_file = os.path.join(root, "model", f"{model}.yaml")
+    if os.path.isfile(model_file):
+        layers.append(model_file)
+    elif str(getattr(model_class, "__module__", "")).startswith("recbole_famous"):
+        raise MissingResource(f"the props layer of plugin model {model} ({model_file}) is missing: the install is "
+                              "incomplete")
+    dataset_file = os.path.join(root, "dataset", f"{dataset}.yaml")
+    if os.path.isfile(dataset_file):
+        layers.append(dataset_file)
+    return layers

@@ -14,8 +14,9 @@ NCCL and CUDA in ``Config._init_device``. This module adds what the plugin needs
   ``train_batch_size: B`` and W processes (B/W users each per step, gradients averaged by DDP) take the same
   optimisation steps on the same users, up to floating-point summation order, the split of the epoch's last,
   partial batch, and per-process dropout randomness.
-* ``run(...)``: the launcher (``torch.multiprocessing``, spawn), one ``runner.run`` per process, rank 0's result
-  returned. CLI: ``run_recbole_famous.py --nproc=N [--world_size=W --ip=HOST --port=P --group_offset=K]``.
+
+The launcher that starts the processes (one ``runner.run`` each) is ``recbole_famous.launch``, above the runner;
+this module sits below the pipeline steps and knows nothing of runs.
 
 Losses computed over the batch are computed over each process's share of it: FamouSRec's alignment loss
 (Eq. 14) takes its in-batch negatives from the B/W users of the same process, and its load-balance loss (Eq. 16)
@@ -32,13 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import threading
 
 import torch
 
-from recbole_famous.errors import UsageError
+from recbole_famous import compat
 
 
 # ---- the Config hook ----------------------------------------------------------------------------
@@ -60,7 +58,7 @@ def init_device(config) -> bool:
             backend="gloo", rank=int(d["local_rank"]) + int(d.get("offset") or 0), world_size=int(d["world_size"]),
             init_method=f"tcp://{d['ip']}:{d['port']}",
         )
-    # (a later run in the same processes, see run_many, reuses the group)
+    # (a later run in the same processes, see launch.run_many, reuses the group)
     if gpu:
         d["device"] = torch.device("cuda", d["local_rank"])
         torch.cuda.set_device(d["local_rank"])
@@ -136,13 +134,12 @@ class ShardSampler(torch.utils.data.Sampler):
 
 @contextlib.contextmanager
 def sharding(config):
-    """Around ``data_preparation``: RecBole's dataloaders get ``ShardSampler`` instead of DistributedSampler."""
+    """Around ``data_preparation``: RecBole's dataloaders get ``ShardSampler`` instead of DistributedSampler
+    (compat fix 12)."""
     if config["single_spec"]:
         yield
         return
-    from recbole_famous import compat
-
-    with compat.patched(torch.utils.data.distributed, "DistributedSampler", ShardSampler):
+    with compat.distributed_sampler(ShardSampler):  # compat fix 12
         yield
 
 
@@ -156,118 +153,3 @@ def attach(config, train_data) -> None:
         sampler.generator = train_data.generator
         sampler.step = train_data.batch_size
         sampler.shuffle = bool(train_data.shuffle)
-
-
-# ---- the launcher ---------------------------------------------------------------------------------
-def free_port(ip: str = "localhost") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
-def _worker(local_rank, jobs, saved, threads, queue):
-    from recbole_famous import runner
-    from recbole_famous.trainer import NonFiniteLoss, TrainingInterrupted
-
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        for index, (model, dataset, config_files, overrides, resume, run_id) in enumerate(jobs):
-            result = runner.run(model, dataset, config_files, {**overrides, "local_rank": local_rank}, saved=saved,
-                                resume=resume, run_id=run_id)
-            if local_rank == 0 and not overrides.get("offset"):
-                queue.put(("result", index, result))
-    except UsageError as exc:
-        queue.put(("usage", str(exc)))
-    except NonFiniteLoss as exc:
-        queue.put(("nonfinite", str(exc)))
-    except TrainingInterrupted as exc:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        queue.put(("interrupted", exc.signum, str(exc), local_rank))
-    except KeyboardInterrupt:
-        queue.put(("interrupted", signal.SIGINT, "interrupted", local_rank))
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def run(model=None, dataset=None, config_files=None, overrides=None, *, nproc=2, world_size=-1, ip="localhost",
-        port=None, group_offset=0, saved=True, resume=None, threads=None) -> dict:
-    """Train with ``nproc`` processes on this machine (``world_size`` in all, this machine's first rank
-    ``group_offset``); returns the result of rank 0 (on the machine with ``group_offset`` 0; ``None`` elsewhere).
-
-    On CPU each process gets ``threads`` torch threads (default: the cores divided by ``nproc``).
-    """
-    return run_many([(model, dataset, config_files, overrides, resume)], nproc=nproc, world_size=world_size, ip=ip,
-                    port=port, group_offset=group_offset, saved=saved, threads=threads)[0]
-
-
-def run_many(jobs, *, nproc=2, world_size=-1, ip="localhost", port=None, group_offset=0, saved=True,
-             threads=None) -> list:
-    """Several runs one after the other in the same processes and process group (one start-up for all):
-    ``jobs`` is a list of ``(model, dataset, config_files, overrides, resume)``; returns rank 0's results."""
-    import torch.multiprocessing as mp
-
-    from recbole_famous import runner
-    from recbole_famous.trainer import NonFiniteLoss, TrainingInterrupted
-
-    nproc = int(nproc)
-    world_size = nproc if world_size in (None, -1) else int(world_size)
-    if nproc < 1 or world_size < nproc or group_offset + nproc > world_size:
-        raise UsageError(f"nproc={nproc}, world_size={world_size}, group_offset={group_offset} do not fit together")
-    if port is None:
-        if world_size != nproc:
-            raise UsageError("a run over several machines needs --port (the same on every machine) and --ip")
-        port = free_port(ip)
-    layout = {"nproc": nproc, "world_size": world_size, "ip": ip, "port": int(port), "offset": int(group_offset)}
-    specs = []
-    for model, dataset, config_files, overrides, resume in jobs:
-        if resume and not (model and dataset):  # name the run after the checkpoint's model and dataset
-            from recbole_famous import checkpoint
-
-            meta = checkpoint.meta(checkpoint.load(checkpoint.companion_paths(resume)[0]))
-            model, dataset = model or meta["model"], dataset or meta["dataset"]
-        run_id = runner.make_run_id(model or runner.default_model(), dataset or runner.DEFAULT_DATASET)
-        specs.append((model, dataset, list(config_files or []), {**dict(overrides or {}), **layout}, resume,
-                      f"{run_id}-{len(specs)}x{world_size}"))
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // nproc)
-    queue = mp.get_context("spawn").SimpleQueue()
-    context = mp.start_processes(_worker, args=(specs, saved, threads, queue), nprocs=nproc, join=False,
-                                 start_method="spawn")
-
-    def forward(signum, frame):  # a signal to the launcher reaches every process
-        for process in context.processes:
-            if process.is_alive():
-                os.kill(process.pid, signum)
-
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in handlers:
-            signal.signal(s, forward)
-    try:
-        while not context.join():
-            pass
-    finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
-    messages = []
-    while not queue.empty():
-        messages.append(queue.get())
-    for kind, *rest in messages:
-        if kind == "usage":
-            raise UsageError(rest[0])
-        if kind == "nonfinite":
-            raise NonFiniteLoss(rest[0])
-    interrupted = [m for m in messages if m[0] == "interrupted"]
-    if interrupted:
-        first = min(interrupted, key=lambda m: m[3])
-        exc = TrainingInterrupted(first[1])
-        exc.detail = first[2]
-        raise exc
-    results = [None] * len(specs)
-    for message in messages:
-        if message[0] == "result":
-            results[message[1]] = message[2]
-    return results

@@ -1,9 +1,8 @@
-"""``run()``: one experiment through RecBole's own pipeline, with the plugin's config layering.
+"""``run()``: one experiment as a short list of the public pipeline steps (``recbole_famous.pipeline``).
 
-config (``recbole_famous.config``) -> dataset (RecBole, pandas-3 fixed) -> split dataloaders (RecBole; sharded by
-``recbole_famous.distributed`` in multi-process runs) -> model (plugin first, then RecBole) -> ``Trainer.fit`` /
-``evaluate`` (``recbole_famous.trainer``) -> a result dict, also written as ``<results_dir>/<run_id>/result.json``
-next to the run's log.
+``build_config`` -> ``create_dataset`` -> ``data_preparation`` -> ``build_model`` -> ``get_trainer`` ->
+``fit`` / ``evaluate`` -> a result dict, also written as ``<results_dir>/<run_id>/result.json`` next to the run's
+log. What this module adds around the steps: the run's id, output folder and log, timings, and the result file.
 
 Also here: ``run(..., resume=PATH)`` continues an interrupted run exactly; ``evaluate_checkpoint`` is
 ``--checkpoint=PATH --eval_only``. Checkpoints are ``<checkpoint_dir>/<run_id>.pth`` (best) and
@@ -23,62 +22,8 @@ import re
 import sys
 import time
 
-from recbole_famous.config import Config, PROPS_DIR
-from recbole_famous.errors import UsageError
-
-DEFAULT_DATASET = "ml-100k"
-DEFAULT_JOB_CONFIG = os.path.join(PROPS_DIR, "default_job.yaml")
-
-
-def default_model() -> str:
-    """FamouSRec when it is available, else SASRec."""
-    from recbole_famous.config import plugin_model_names
-
-    return "FamouSRec" if "FamouSRec" in plugin_model_names() else "SASRec"
-
-
-def build_config(model=None, dataset=None, config_files=None, overrides=None) -> Config:
-    """The layered Config, with RecBole's own complaints turned into one-line ``UsageError``s."""
-    try:
-        config = Config(model or default_model(), dataset or DEFAULT_DATASET, list(config_files or []), dict(overrides or {}))
-    except UsageError:
-        raise
-    except (ValueError, KeyError, NotImplementedError, TypeError) as exc:
-        raise UsageError(f"invalid configuration: {exc}") from None
-    _check_metrics(config)
-    return config
-
-
-def _check_metrics(config) -> None:
-    from recbole.evaluator import metric_types
-
-    unknown = [m for m in config["metrics"] if m.lower() not in metric_types]
-    if unknown:
-        raise UsageError(f"unknown metric(s) {unknown}; known: {sorted(metric_types)}")
-    name = config["valid_metric"].split("@")[0].lower()
-    if name not in metric_types:
-        raise UsageError(f"unknown valid_metric '{config['valid_metric']}'")
-
-
-def _check_dataset(config) -> None:
-    inter = os.path.join(config["data_path"], f"{config['dataset']}.inter")
-    if os.path.isfile(inter):
-        return
-    try:
-        from recbole_famous.data import ensure_prepared
-    except ImportError:
-        ensure_prepared = None
-    if ensure_prepared is not None:
-        try:
-            ensure_prepared(config["dataset"], os.path.dirname(config["data_path"].rstrip("/")), config["source_path"] if "source_path" in config else None)
-        except Exception as exc:  # the data package's own errors carry the fix in one line
-            raise UsageError(str(exc)) from None
-        if os.path.isfile(inter):
-            return
-    raise UsageError(
-        f"dataset '{config['dataset']}' not found: no file {inter}. Prepare it with "
-        f"`python -m recbole_famous.data prepare {config['dataset']} --source PATH`, or set data_path."
-    )
+from recbole_famous import checkpoint, pipeline
+from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted, UsageError
 
 
 class _NoColor(logging.Filter):
@@ -105,17 +50,6 @@ def _init_logging(config, log_file: str) -> None:
         if isinstance(handler, logging.FileHandler):
             handler.addFilter(_NoColor())
         root.addHandler(handler)
-
-
-def _create_dataset(config):
-    from recbole.data import create_dataset
-    from recbole.utils import ModelType
-
-    from recbole_famous import compat
-
-    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
-        return compat.sequential_dataset_class()(config)
-    return create_dataset(config)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -174,35 +108,6 @@ def _start(config, run_id):
     return output_dir, rank
 
 
-def _meta(config, data, run_id) -> dict:
-    import recbole
-    import torch
-
-    from recbole_famous import __version__, checkpoint
-
-    return {
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "run_id": run_id,
-        "settings": checkpoint.settings_of(config),
-        "fingerprint": checkpoint.fingerprint(config),
-        "data": checkpoint.data_summary(data),
-        "versions": {"recbole_famous": __version__, "recbole": recbole.__version__, "torch": torch.__version__},
-    }
-
-
-def _load_for_resume(path: str):
-    """The state to resume from: the run's ``.resume.pth`` (last validated epoch) when it exists, else the best
-    checkpoint itself (which holds the full state of its epoch)."""
-    from recbole_famous import checkpoint
-
-    best, resume_file = checkpoint.companion_paths(path)
-    if not os.path.isfile(best) and not os.path.isfile(resume_file):
-        raise UsageError(f"checkpoint not found: {path}")
-    ckpt = checkpoint.load(resume_file if os.path.isfile(resume_file) else best)
-    return ckpt, best
-
-
 def run(model=None, dataset=None, config_files=None, overrides=None, saved=True, *, resume=None, run_id=None,
         epoch_callback=None) -> dict:
     """Train, validate and test one model on one dataset; return (and write) the result dict.
@@ -213,46 +118,45 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
     ``epoch_callback(epoch_idx, valid_score)`` is called after each validated epoch, once its checkpoints are
     written. ``run_id`` names the output folder and the checkpoint (distributed runs share one).
 
-    Raises ``UsageError`` (bad input), ``trainer.TrainingInterrupted`` (SIGINT / SIGTERM; the checkpoints are
-    kept, its message says how to resume) and ``trainer.NonFiniteLoss`` (a loss part went NaN / inf).
+    Raises ``UsageError`` (bad input), ``TrainingInterrupted`` (SIGINT / SIGTERM; the checkpoints are kept, its
+    message says how to resume) and ``NonFiniteLoss`` (a loss part went NaN / inf), all from ``errors``.
     """
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_famous import checkpoint, distributed
-    from recbole_famous.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
-
-    resumed, best_file = None, None
-    if resume:
-        resumed, best_file = _load_for_resume(resume)
-        model, dataset, config_files, overrides = checkpoint.rebuild_inputs(resumed, model, dataset, config_files, overrides)
-    config = build_config(model, dataset, config_files, overrides)
-    if resumed is not None:
-        checkpoint.check_compatible(resumed, config, "resume")
-    _check_dataset(config)
-    run_id = run_id or make_run_id(config["model"], config["dataset"])
-    output_dir, rank = _start(config, run_id)
     logger = logging.getLogger()
-    init_seed(config["seed"], config["reproducibility"])
+    state = {}
 
-    t0 = time.perf_counter()
-    data = _create_dataset(config)
-    logger.info(data)
-    _log_table1(data, logger)
-    with distributed.sharding(config):
-        train_data, valid_data, test_data = data_preparation(config, data)
-    if resumed is not None:
-        checkpoint.check_data(resumed, data)
-    distributed.attach(config, train_data)
-    data_seconds = time.perf_counter() - t0
+    def start(config):  # the config is built and checked: check the data, open the run's folder and log
+        pipeline.check_dataset(config)
+        state["id"] = run_id or make_run_id(config["model"], config["dataset"])
+        state["output_dir"], state["rank"] = _start(config, state["id"])
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_obj = config.model_class(config, train_data._dataset).to(config["device"])
+    def show(data):
+        logger.info(data)
+        _log_table1(data, logger)
+
+    resumed = best_file = None
+    if resume:  # the checkpoint's settings, model and data, through its checks (pipeline.load_trained)
+        resume_file, best_file = checkpoint.resume_source(resume)
+        t0 = time.perf_counter()
+        trained = pipeline.load_trained(resume_file, model, dataset, config_files, overrides, use="resume",
+                                        on_config=start, on_data=show)
+        data_seconds = time.perf_counter() - t0
+        config, data, model_obj, resumed = trained.config, trained.dataset, trained.model, trained.checkpoint
+        train_data, valid_data, test_data = trained.splits
+    else:
+        config = pipeline.build_config(model, dataset, config_files, overrides)
+        start(config)
+        pipeline.init_seed(config)
+        t0 = time.perf_counter()
+        data = pipeline.create_dataset(config)
+        show(data)
+        train_data, valid_data, test_data = pipeline.data_preparation(config, data)
+        data_seconds = time.perf_counter() - t0
+        model_obj = pipeline.build_model(config, train_data._dataset)
+    run_id, output_dir, rank = state["id"], state["output_dir"], state["rank"]
     logger.info(model_obj)
     saved_model_file = best_file or os.path.join(config["checkpoint_dir"], f"{run_id}.pth")
-    trainer = Trainer(config, model_obj, output_dir, saved_model_file, meta=_meta(config, data, run_id))
+    trainer = pipeline.get_trainer(config, model_obj, output_dir, saved_model_file, dataset=data, run_id=run_id)
     if resumed is not None:
-        checkpoint.check_state_dict(resumed, model_obj)
         trainer.restore(resumed, train_data)
 
     result = {
@@ -274,20 +178,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
                 train_data, valid_data, saved=saved, show_progress=show, callback_fn=epoch_callback
             )
         except (TrainingInterrupted, NonFiniteLoss) as exc:
-            if isinstance(exc, TrainingInterrupted):
-                resumable = saved and (os.path.isfile(trainer.resume_file) or os.path.isfile(trainer.saved_model_file))
-                exc.detail = (
-                    f"{exc} after {trainer.epochs_done} completed epoch(s)"
-                    + (
-                        f"; best checkpoint kept: {trainer.saved_model_file} (epoch {trainer.best_epoch}); "
-                        f"continue with --resume={trainer.saved_model_file}"
-                        if resumable
-                        else "; no checkpoint had been saved yet"
-                    )
-                )
-                result["status"] = "interrupted"
-            else:
-                result["status"] = "diverged"
+            result["status"] = "interrupted" if isinstance(exc, TrainingInterrupted) else "diverged"
             result.update(error=str(exc), epochs_run=len(trainer.epoch_seconds), epoch_seconds=trainer.epoch_seconds,
                           best_epoch=trainer.best_epoch)
             if rank == 0:
@@ -328,45 +219,35 @@ def evaluate_checkpoint(checkpoint_path, model=None, dataset=None, config_files=
                         run_id=None) -> dict:
     """``--checkpoint=PATH --eval_only``: evaluate a saved model on the validation and test splits, no training.
 
-    The config is the checkpoint's own (its stored settings), with ``config_files`` and ``overrides`` on top;
-    a model or dataset other than the checkpoint's, or a change of anything but environment, training-only and
-    inference-time keys (metrics, topk, ``eval_top_k``, ``force_expert``, ...), is refused with a ``UsageError``
-    naming what differs; so is a dataset whose items or size changed since.
+    The model is loaded by ``pipeline.load_trained`` (use ``eval``): the config is the checkpoint's own (its
+    stored settings), with ``config_files`` and ``overrides`` on top; a model or dataset other than the
+    checkpoint's, or a change of anything but environment, training-only and inference-time keys (metrics, topk,
+    ``eval_top_k``, ``force_expert``, ...), is refused with a ``UsageError`` naming what differs; so is a dataset
+    whose items or size changed since.
     """
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_famous import checkpoint
-    from recbole_famous.trainer import Trainer
-
-    ckpt = checkpoint.load(checkpoint_path)
-    model, dataset, config_files, overrides = checkpoint.rebuild_inputs(ckpt, model, dataset, config_files, overrides)
-    config = build_config(model, dataset, config_files, overrides)
-    checkpoint.check_compatible(ckpt, config, "eval")
-    if not config["single_spec"]:
-        raise UsageError("--eval_only runs in one process (drop nproc / world_size)")
-    _check_dataset(config)
-    run_id = run_id or make_run_id(config["model"], config["dataset"]) + "-eval"
-    output_dir, _ = _start(config, run_id)
     logger = logging.getLogger()
-    init_seed(config["seed"], config["reproducibility"])
+    state = {}
+
+    def start(config):
+        if not config["single_spec"]:
+            raise UsageError("--eval_only runs in one process (drop nproc / world_size)")
+        pipeline.check_dataset(config)
+        state["id"] = run_id or make_run_id(config["model"], config["dataset"]) + "-eval"
+        state["output_dir"], _ = _start(config, state["id"])
+
     t0 = time.perf_counter()
-    data = _create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    checkpoint.check_data(ckpt, data)
+    trained = pipeline.load_trained(checkpoint_path, model, dataset, config_files, overrides, use="eval",
+                                    on_config=start)
     data_seconds = time.perf_counter() - t0
-    model_obj = config.model_class(config, train_data._dataset).to(config["device"])
-    checkpoint.check_state_dict(ckpt, model_obj)
-    model_obj.load_state_dict(ckpt["state_dict"])
-    model_obj.load_other_parameter(ckpt.get("other_parameter"))
-    meta = checkpoint.meta(ckpt)
+    config, data, ckpt, meta = trained.config, trained.dataset, trained.checkpoint, trained.meta
+    run_id, output_dir = state["id"], state["output_dir"]
     logger.info(f"evaluating checkpoint {meta['path']} (epoch {ckpt.get('epoch')})")
-    trainer = Trainer(config, model_obj, output_dir, saved_model_file=meta["path"])
+    trainer = pipeline.get_trainer(config, trained.model, output_dir, saved_model_file=meta["path"])
     show = bool(config["show_progress"])
     with _determinism(config):
         t1 = time.perf_counter()
-        valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=show)
-        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show)
+        valid_result = trainer.evaluate(trained.valid_data, load_best_model=False, show_progress=show)
+        test_result = trainer.evaluate(trained.test_data, load_best_model=False, show_progress=show)
         test_seconds = time.perf_counter() - t1
     result = {
         "run_id": run_id,

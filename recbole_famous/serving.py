@@ -30,7 +30,8 @@ original ids (ASINs, StockCodes, ml-100k item ids; numbers are read as their tex
 * Items already in the history are not recommended again (``exclude_seen=False`` keeps them).
 
 The checkpoint alone is enough (it holds the item vocabulary and popularity); the dataset files are read only
-for models whose construction needs more than the item count. Checkpoints are pickles: load only trusted files.
+for models whose construction needs more than the item count. The model is loaded by ``pipeline.load_trained``
+(through the checkpoint's checks). Checkpoints are pickles: load only trusted files.
 """
 
 from __future__ import annotations
@@ -43,28 +44,19 @@ from collections.abc import Mapping
 from recbole_famous.errors import UsageError
 
 
-class _DatasetStub:
-    """What a sequential model's constructor reads from a dataset (the number of items), from the checkpoint."""
-
-    def __init__(self, data: dict):
-        self._num = {data["item_field"]: data["n_items"]}
-
-    def num(self, field):
-        if field not in self._num:
-            raise AttributeError(f"serving stub has no count for field {field}")
-        return self._num[field]
-
-
-def _routed_experts(model, item_seq, item_seq_len):
+def routed_experts(model, interaction):
     """Per user, ``(index, kind)`` of the expert that served it, or None for models without experts.
 
-    Uses ``model.route(item_seq, item_seq_len) -> LongTensor (B,)`` when the model has it; otherwise, for
-    FamouSRec, the top-1 expert (``chosen``) of the last layer's output of ``model.encode``."""
+    The model says it: ``model.route(interaction) -> LongTensor (B,)``, the index (into ``model.kinds``) of the
+    expert that serves each user of the batch at inference (FamouSRec: the top-1 expert of the last MoE layer, or
+    ``force_expert``), or ``None`` when no single expert does (e.g. without a router). Until FamouSRec has
+    ``route``, its ``encode`` output's ``chosen`` is read instead (the same tensor).
+    """
     kinds = getattr(model, "kinds", None)
     if hasattr(model, "route"):
-        chosen = model.route(item_seq, item_seq_len)
-    elif hasattr(model, "encode") and kinds is not None:
-        out = model.encode(item_seq, item_seq_len)[0]
+        chosen = model.route(interaction)
+    elif hasattr(model, "encode") and kinds is not None:  # transitional, see above
+        out = model.encode(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])[0]
         chosen = getattr(out, "chosen", None)
     else:
         return None
@@ -79,8 +71,11 @@ class Recommender:
     def __init__(self, checkpoint_path: str, device=None, overrides=None):
         import torch
 
-        from recbole_famous import checkpoint, runner
+        from recbole_famous import checkpoint, pipeline
 
+        overrides = {"state": "WARNING", "show_progress": False, **dict(overrides or {})}
+        if device is not None:
+            overrides["use_gpu"] = str(device).startswith("cuda")
         ckpt = checkpoint.load(checkpoint_path)
         meta = checkpoint.meta(ckpt)
         if not meta.get("data"):
@@ -88,30 +83,11 @@ class Recommender:
                 f"checkpoint {checkpoint_path} has no item vocabulary (written by plain RecBole or an older "
                 "version): evaluate it with --eval_only, or re-train to serve it"
             )
-        overrides = {"state": "WARNING", "show_progress": False, **dict(overrides or {})}
-        if device is not None:
-            overrides["use_gpu"] = str(device).startswith("cuda")
-        model_name, dataset_name, files, merged = checkpoint.rebuild_inputs(ckpt, None, None, None, overrides)
-        config = runner.build_config(model_name, dataset_name, files, merged)
-        checkpoint.check_compatible(ckpt, config, "eval")
-        from recbole.utils import ModelType
-
-        if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
-            raise UsageError(f"serving takes item histories: {config['model']} is not a sequential model")
+        trained = pipeline.load_trained(ckpt, overrides=overrides, use="eval", with_data=False,
+                                        on_config=_sequential_only)
+        config = trained.config
         self.device = torch.device(device) if device is not None else torch.device(config["device"])
-        try:
-            model = config.model_class(config, _DatasetStub(meta["data"]))
-        except AttributeError:  # the model reads more of the dataset than its item count: load it
-            from recbole.data import data_preparation
-
-            data = runner._create_dataset(config)
-            train_data = data_preparation(config, data)[0]
-            checkpoint.check_data(ckpt, data)
-            model = config.model_class(config, train_data._dataset)
-        checkpoint.check_state_dict(ckpt, model)
-        model.load_state_dict(ckpt["state_dict"])
-        model.load_other_parameter(ckpt.get("other_parameter"))
-        self.model = model.to(self.device).eval()
+        self.model = trained.model.to(self.device).eval()
         self.config = config
         self.checkpoint = meta["path"]
         self.tokens = list(meta["data"]["item_tokens"])
@@ -164,10 +140,11 @@ class Recommender:
             for row, (_, ids, _) in enumerate(batch):
                 seq[row, : len(ids)] = torch.tensor(ids)
             seq, lengths = seq.to(self.device), lengths.to(self.device)
+            interaction = Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: lengths})
             with torch.no_grad():
-                scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: lengths}))
+                scores = model.full_sort_predict(interaction)
                 scores = scores.view(len(batch), -1).float().clone()
-                experts = _routed_experts(model, seq, lengths)
+                experts = routed_experts(model, interaction)
             scores[:, 0] = -torch.inf
             for row, (_, _, seen) in enumerate(batch):
                 if exclude_seen:
@@ -181,6 +158,13 @@ class Recommender:
                 if experts is not None:
                     answer["expert_index"], answer["expert"] = experts[row]
         return answers
+
+
+def _sequential_only(config) -> None:
+    from recbole.utils import ModelType
+
+    if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+        raise UsageError(f"serving takes item histories: {config['model']} is not a sequential model")
 
 
 def recommend(checkpoint, histories, top_n: int = 10, *, exclude_seen: bool = True, device=None) -> list[dict]:

@@ -11,8 +11,9 @@
 - Numerical safety: every loss part and the gradients are checked before the optimizer steps; a non-finite one
   stops training with ``NonFiniteLoss`` naming the part (``model.loss_names`` when the model has it), and the
   parameters are never updated with it, so the last checkpoint stays the last good one.
-- Distributed mode on CPU (gloo): DistributedDataParallel without ``device_ids``; evaluation metrics reduced over
-  processes weighted by the number of users each evaluated (RecBole weights by batches).
+- Distributed mode: RecBole's patches for it are in ``compat`` (fix 10: DistributedDataParallel without
+  ``device_ids`` on CPU; fix 11: metrics reduced over processes weighted by users, not batches).
+- ``TrainingInterrupted`` and ``NonFiniteLoss`` live in ``recbole_famous.errors`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -30,22 +31,9 @@ from recbole.trainer import Trainer as _RecBoleTrainer
 
 from recbole_famous import checkpoint as ckpt_mod
 from recbole_famous import compat
+from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted
 
-
-class TrainingInterrupted(Exception):
-    """SIGINT (Ctrl-C) or SIGTERM arrived during training; the checkpoints on disk are whole."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        self.detail = None  # the runner adds which epoch, which checkpoint and how to resume
-        super().__init__(f"training interrupted by {signal.Signals(signum).name}")
-
-    def __str__(self):
-        return self.detail or super().__str__()
-
-
-class NonFiniteLoss(Exception):
-    """A loss part or a gradient became NaN or inf; the parameters were not updated with it."""
+__all__ = ["NonFiniteLoss", "Trainer", "TrainingInterrupted", "rng_state", "set_rng_state"]
 
 
 class _SignalGuard:
@@ -93,24 +81,6 @@ def _distributed(config) -> bool:
     return not config["single_spec"]
 
 
-@contextlib.contextmanager
-def _cpu_ddp(config):
-    """RecBole wraps the model in ``DistributedDataParallel(model, device_ids=[local_rank])``; on CPU DDP needs
-    ``device_ids=None``."""
-    if not _distributed(config) or torch.device(config["device"]).type != "cpu":
-        yield
-        return
-    import recbole.trainer.trainer as rb_trainer
-
-    ddp = rb_trainer.DistributedDataParallel
-
-    def cpu_ddp(module, device_ids=None, **kwargs):
-        return ddp(module, **kwargs)
-
-    with compat.patched(rb_trainer, "DistributedDataParallel", cpu_ddp):
-        yield
-
-
 def rng_state(train_data=None) -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -132,10 +102,10 @@ def set_rng_state(state: dict, train_data=None) -> None:
         generator.set_state(state["loader"])
 
 
-class Trainer(_RecBoleTrainer):
+class Trainer(compat.UserWeightedEvaluation, _RecBoleTrainer):
     def __init__(self, config, model, output_dir: str, saved_model_file: str | None = None, meta: dict | None = None):
         compat.make_checkpoint_dir(config)  # before RecBole's racy ensure_dir (compat fix 9)
-        with compat.tensorboard_in(output_dir), _cpu_ddp(config):
+        with compat.tensorboard_in(output_dir), compat.cpu_ddp(config):  # compat fixes 6 and 10
             super().__init__(config, model)
         self.epoch_seconds: list[float] = []
         if saved_model_file:
@@ -148,7 +118,6 @@ class Trainer(_RecBoleTrainer):
         self.valid_scores: dict = {}  # epoch -> validation score
         self._train_data = None
         self._last_valid_result = None
-        self._eval_count = 0
         self._epoch = self._batch = 0
         self._guard = _SignalGuard()
         self._param_names = {id(p): n for n, p in self.model.named_parameters()}
@@ -175,8 +144,14 @@ class Trainer(_RecBoleTrainer):
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
-        with self._guard.installed():
-            result = super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+        try:
+            with self._guard.installed():
+                result = super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+        except TrainingInterrupted as exc:  # say how far the run got and what to resume from
+            kept = saved and (os.path.isfile(self.resume_file) or os.path.isfile(self.saved_model_file))
+            exc.epochs_done, exc.best_epoch = self.epochs_done, self.best_epoch
+            exc.checkpoint = self.saved_model_file if kept else None
+            raise
         self.finished = True
         return result
 
@@ -288,8 +263,7 @@ class Trainer(_RecBoleTrainer):
     def restore(self, checkpoint: dict, train_data) -> None:
         """Continue from a checkpoint (``checkpoint.load``-ed and checked): model, optimizer, counters and random
         states, so the rest of the run is the same as if it had never stopped."""
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        ckpt_mod.load_into(self.model, checkpoint)
         if checkpoint.get("optimizer"):
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.start_epoch = checkpoint["epoch"] + 1
@@ -316,29 +290,13 @@ class Trainer(_RecBoleTrainer):
         self.logger.info(f"Checkpoint {meta.get('path')} loaded: training resumes at epoch {self.start_epoch}")
 
     def load_best(self, checkpoint_file: str | None = None) -> None:
-        """Load the saved best model into ``self.model`` (what ``evaluate(load_best_model=True)`` does)."""
-        checkpoint = compat.load_checkpoint(checkpoint_file or self.saved_model_file, map_location=self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        """Load the saved best model into ``self.model`` (what ``evaluate(load_best_model=True)`` does), through
+        the checkpoint's checks (``checkpoint.load`` and ``load_into``)."""
+        ckpt_mod.load_into(self.model, ckpt_mod.load(checkpoint_file or self.saved_model_file))
         self.logger.info(f"Loaded best model from {checkpoint_file or self.saved_model_file}")
 
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
             self.load_best(model_file)
-        self._eval_count = 0
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-
-    def _full_sort_batch_eval(self, batched_data):
-        out = super()._full_sort_batch_eval(batched_data)
-        self._eval_count += int(out[1].shape[0])
-        return out
-
-    def _neg_sample_batch_eval(self, batched_data):
-        out = super()._neg_sample_batch_eval(batched_data)
-        self._eval_count += int(out[1].shape[0])
-        return out
-
-    def _map_reduce(self, result, num_sample):
-        # RecBole passes the number of batches x 4 (len of a batch tuple); weight by the users evaluated instead.
-        return super()._map_reduce(result, self._eval_count)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from recbole_famous.bench import efficiency, plan, runs, worker
+from recbole_famous.bench import efficiency, plan, runs
+
+from bench_helpers import run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def tiny_run(ml100k_slice, tmp_path_factory):
     profile = plan.load_profile(str(tmp / "tiny.yaml"))
     specs = plan.plan(profile)
     out = str(tmp / "out")
-    counts = runs.run_all(specs, out, launcher=worker.run_in_process, echo=lambda m: None)
+    counts = runs.run_all(specs, out, launcher=run_in_process, echo=lambda m: None)
     assert counts["ran"] == 1
     return specs, out, runs.load_record(runs.record_path(out, specs[0]))
 

@@ -9,6 +9,8 @@ import pytest
 
 from recbole_famous.bench import __main__ as cli
 from recbole_famous.bench import plan, runs
+
+from bench_helpers import finished_records
 from recbole_famous.errors import UsageError
 
 
@@ -76,7 +78,7 @@ def test_resume_never_reruns_a_finished_run(tmp_path):
     assert runs.run_all(specs, out, launcher=_writer(calls), echo=lambda m: None)["ran"] == 0
     assert calls == ["SASRec2", "SASRec3"]
     assert [runs.state(out, s) for s in specs] == ["finished"] * 4
-    assert len(runs.finished_records(out, profile.name)) == 4
+    assert len(finished_records(out, profile.name)) == 4
 
 
 def test_failed_run_is_recorded_skipped_then_retried(tmp_path):
@@ -162,13 +164,6 @@ def test_worker_resumes_from_a_killed_attempts_checkpoint(tmp_path):
 
     assert worker._run_or_resume(run, {"model": "SASRec", "dataset": "d"}, {}, str(tmp_path)) == {"ok": True}
     assert calls == [str(tmp_path / "SASRec-x.resume.pth")]
-
-    def old_run(model, dataset, overrides=None, saved=True):  # a runner without resume: a fresh run
-        calls.append("fresh")
-        return {}
-
-    worker._run_or_resume(old_run, {"model": "SASRec", "dataset": "d"}, {}, str(tmp_path))
-    assert calls[-1] == "fresh"
 
 
 def test_run_finished_by_another_process_meanwhile_is_not_counted_as_ran(tmp_path):

@@ -143,3 +143,79 @@ def test_checkpoint_dir_exists_before_recboles_racy_ensure_dir(tmp_path, monkeyp
     config = Config("SASRec", "ml-100k", config_dict={"checkpoint_dir": str(target), "device": "cpu"})
     Trainer(config, torch.nn.Linear(2, 2), output_dir=str(tmp_path / "out"))
     assert seen == [True] and target.is_dir()
+
+
+def test_ddp_on_cpu_gets_no_device_ids(tmp_path):
+    """Fix 10: RecBole builds ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch refuses for a
+    CPU module; inside ``cpu_ddp`` the same call wraps the model."""
+    import recbole.trainer.trainer as rb_trainer
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = torch.nn.Linear(2, 2)
+        with pytest.raises(ValueError, match="device_ids"):
+            rb_trainer.DistributedDataParallel(model, device_ids=[0])
+        with compat.cpu_ddp({"single_spec": False, "device": "cpu"}):
+            wrapped = rb_trainer.DistributedDataParallel(model, device_ids=[0])
+        assert wrapped.module is model
+        assert rb_trainer.DistributedDataParallel is torch.nn.parallel.DistributedDataParallel  # restored
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_distributed_metrics_are_weighted_by_users_not_batches(monkeypatch):
+    """Fix 11: two processes evaluated 10 and 30 users (one batch each) with hit@10 0.5 and 0.1: the metric over
+    all 40 users is 0.2. RecBole's ``_map_reduce`` weights by its ``num_sample``, 4 per batch (the length of the
+    batch tuple): 0.3. Each process's ``all_gather`` is simulated: this process's tensor, then the other's."""
+    from recbole.trainer import Trainer as RecBoleTrainer
+
+    class RecBoleOnly:
+        _map_reduce = RecBoleTrainer._map_reduce
+
+        def __init__(self, users):
+            self.config = {"world_size": 2, "metric_decimal_place": 6}
+            self.device = torch.device("cpu")
+            self._eval_count = users
+
+    class Fixed(compat.UserWeightedEvaluation, RecBoleOnly):
+        pass
+
+    def reduced(cls, batches_of_4=4):
+        sent = {}
+        for users, value in ((30, 0.1), (10, 0.5)):  # the other process first: record what it sends
+            calls = []
+
+            def all_gather(outputs, tensor, calls=calls):
+                calls.append(tensor.clone())
+                other = sent.get("other", [])
+                outputs[0].copy_(tensor)
+                outputs[1].copy_(other[len(calls) - 1] if other else tensor)
+
+            monkeypatch.setattr(torch.distributed, "all_gather", all_gather)
+            result = cls(users)._map_reduce({"hit@10": value}, batches_of_4)
+            sent["other"] = calls
+        return result["hit@10"]
+
+    assert reduced(Fixed) == pytest.approx(0.2)
+    assert reduced(RecBoleOnly) == pytest.approx(0.3)  # without the fix
+
+
+def test_recboles_dataloaders_get_the_shard_sampler():
+    """Fix 12: RecBole's dataloaders read ``torch.utils.data.distributed.DistributedSampler`` when built; torch's
+    pads 5 evaluation users to 6 over 2 processes (one user counted twice), ``ShardSampler`` splits them 3 + 2."""
+    import inspect
+
+    import recbole.data.dataloader.abstract_dataloader as rb_loader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from recbole_famous.distributed import ShardSampler
+
+    assert "torch.utils.data.distributed.DistributedSampler(" in inspect.getsource(rb_loader)
+    users = list(range(5))
+    padded = [list(DistributedSampler(users, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    assert sorted(padded[0] + padded[1]) == [0, 0, 1, 2, 3, 4]
+    with compat.distributed_sampler(ShardSampler):
+        built = [list(torch.utils.data.distributed.DistributedSampler(users, num_replicas=2, rank=r, shuffle=False))
+                 for r in (0, 1)]
+    assert sorted(built[0] + built[1]) == users
+    assert torch.utils.data.distributed.DistributedSampler is DistributedSampler  # restored

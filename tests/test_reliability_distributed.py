@@ -17,7 +17,7 @@ import os
 import pytest
 import torch
 
-from recbole_famous import checkpoint, distributed
+from recbole_famous import checkpoint, launch
 from recbole_famous.config import plugin_model_names
 from recbole_famous.runner import run
 from reliability_common import quick, one_thread  # noqa: F401 (autouse fixture)
@@ -44,7 +44,7 @@ def test_two_cpu_processes_match_one(ml100k_slice, tmp_path):
     if has_famousrec:
         jobs.append(("FamouSRec", "mlslice", [], {**base, "lambda_spe": 0, "mu_align": 0, "gamma_balance": 0}, None))
         jobs.append(("FamouSRec", "mlslice", [], base, None))
-    two = distributed.run_many(jobs, nproc=2, threads=1)  # one start-up of both processes for both runs
+    two = launch.run_many(jobs, nproc=2, threads=1)  # one start-up of both processes for both runs
     one = [run(model, dataset, files, overrides) for model, dataset, files, overrides, _ in jobs]
 
     sasrec1, sasrec2 = one[0], two[0]
@@ -73,9 +73,9 @@ def test_two_cpu_processes_match_one(ml100k_slice, tmp_path):
 
 def test_cpu_process_group_set_up_by_the_config_hook(ml100k_slice, tmp_path, monkeypatch):
     """The hook in Config._init_device: gloo on CPU, RecBole's settings, rank > 0 quiet (one process group of 1)."""
-    from recbole_famous.runner import build_config
+    from recbole_famous.pipeline import build_config
 
-    port = distributed.free_port()
+    port = launch.free_port()
     config = build_config("SASRec", "mlslice", overrides={
         **quick(ml100k_slice, tmp_path), "local_rank": 0, "world_size": 1, "nproc": 1, "ip": "localhost",
         "port": port, "offset": 0, "use_gpu": False})

@@ -11,7 +11,8 @@ import pytest
 
 import run_recbole_famous as cli
 from recbole_famous import config as config_module
-from recbole_famous.runner import build_config, run
+from recbole_famous.pipeline import build_config
+from recbole_famous.runner import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -70,7 +70,7 @@ SMALL = {"MAX_ITEM_LIST_LENGTH": 16, "hidden_size": 16, "inner_size": 32, "hidde
 def test_router_separates_behaviour_types_on_a_small_instance(tmp_path):
     """Each type is served by one expert (>= 70% of its users), the two types by different experts, and forcing a
     type's users onto the other type's expert lowers their NDCG@10 (validation split)."""
-    from recbole_famous.bench.checkpoint import build_data, load_model
+    from recbole_famous import pipeline
     from recbole_famous.bench.synth import separation, type_report
     from recbole_famous.runner import run
 
@@ -80,8 +80,8 @@ def test_router_separates_behaviour_types_on_a_small_instance(tmp_path):
     overrides = {**SMALL, "data_path": data_dir, "checkpoint_dir": str(tmp_path / "saved"),
                  "results_dir": str(tmp_path / "results")}
     result = run("FamouSRec", "Tiny", overrides=overrides)
-    config, train_data, valid_data, _ = build_data("FamouSRec", "Tiny", overrides)
-    model = load_model(config, train_data, result["checkpoint"])
+    trained = pipeline.load_trained(result["checkpoint"])  # the run's model and data, through the checks
+    model, valid_data = trained.model.eval(), trained.valid_data
     report = type_report(model, valid_data, synth.read_types("Tiny", data_dir))
     sep = separation(report)
     assert sep["min_share"] >= 0.7, sep

@@ -8,7 +8,7 @@ Modules, one concept each:
   resume without rerunning finished runs;
 * ``worker``: what that subprocess executes (train, test, efficiency, peak memory);
 * ``efficiency``: parameters (total, active per user), inference time per 1,000 users;
-* ``checkpoint``: rebuild a finished run's model and data and load its best checkpoint;
+* ``trained``: a finished run's model and data, its best checkpoint loaded by ``pipeline.load_trained``;
 * ``table``: Table-2-style Markdown and CSV (mean ± spread over seeds, best/second best, improvement);
 * ``ablations``: Table 3 / Figure 4 / Table 5 as FamouSRec config variants;
 * ``analysis`` and ``plots``: Figure 1, Figure 2, expert shares, Appendix A.4;

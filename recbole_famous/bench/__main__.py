@@ -18,8 +18,6 @@ import shlex
 import signal
 import sys
 
-import yaml
-
 from recbole_famous.errors import UsageError
 
 DEFAULT_DOCS = os.path.join("docs", "results")
@@ -37,16 +35,14 @@ def _seeds(text):
 
 
 def _sets(pairs):
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise UsageError(f"--set takes KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UsageError(f"--set {key}: value {value!r} is not valid yaml") from None
-    return out
+    """``--set KEY=VALUE`` pairs, read by the runner's own parser (``config.parse_overrides``)."""
+    from recbole_famous.config import parse_overrides
+
+    try:
+        return parse_overrides(pairs, prefix="")
+    except UsageError:
+        bad = next(p for p in pairs if "=" not in p or p.startswith("="))
+        raise UsageError(f"--set takes KEY=VALUE, got {bad!r}") from None
 
 
 def _command(argv) -> str:

@@ -82,23 +82,22 @@ def check_groups(groups) -> list:
 
 def forced_expert_results(record: dict, out_dir: str) -> dict:
     """Table 5 for one full-model record: ``{"learned": metrics, "<j>:<kind>": metrics}`` (cached as JSON)."""
-    from recbole_famous.bench import checkpoint
-    from recbole_famous.trainer import Trainer
+    from recbole_famous import pipeline
+    from recbole_famous.bench import trained
 
     spec = record["spec"]
     cache = os.path.join(out_dir, "ablations", spec["profile"], spec["dataset"], f"table5-seed{spec['seed']}.json")
     if os.path.isfile(cache):
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
-    base = checkpoint.load_run(record)
-    data = (base.config, base.train_data, base.valid_data, base.test_data)
+    base = trained.load_run(record)
     results = OrderedDict()
     tb_dir = os.path.join(out_dir, "runner", "table5")
     os.makedirs(tb_dir, exist_ok=True)
     choices = [("learned", None)] + [(f"{j}:{k}", j) for j, k in enumerate(base.model.kinds)]
     for name, force in choices:
-        loaded = base if force is None else checkpoint.load_run(record, {"force_expert": force}, data=data)
-        trainer = Trainer(loaded.config, loaded.model, tb_dir)
+        loaded = base if force is None else trained.load_run(record, {"force_expert": force}, data=base)
+        trainer = pipeline.get_trainer(loaded.config, loaded.model, tb_dir)
         results[name] = {k: float(v) for k, v in trainer.evaluate(loaded.test_data, load_best_model=False).items()}
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     with open(cache + ".tmp", "w", encoding="utf-8") as f:

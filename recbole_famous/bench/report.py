@@ -27,7 +27,7 @@ def _note(profile, record) -> str:
 
 
 def analyze(profile, dataset: str, seed: int, out_dir: str, doc_dir: str, command: str, echo=print) -> list:
-    from recbole_famous.bench import checkpoint
+    from recbole_famous.bench import trained
 
     os.makedirs(doc_dir, exist_ok=True)
     lines = [f"## Analyses on {dataset} (profile `{profile.name}`, seed {seed})", "",
@@ -38,7 +38,7 @@ def analyze(profile, dataset: str, seed: int, out_dir: str, doc_dir: str, comman
     fig1 = route = None
     if sas:
         echo("Figure 1: frequency components on SASRec representations")
-        fig1 = analysis.frequency_component_users(checkpoint.load_run(sas))
+        fig1 = analysis.frequency_component_users(trained.load_run(sas))
         p = plots.frequency_users(fig1["counts"], os.path.join(doc_dir, f"figure1_{dataset}.png"), dataset,
                                   note=_note(profile, sas) + "; bins cut in thirds")
         paths.append(p)
@@ -53,7 +53,7 @@ def analyze(profile, dataset: str, seed: int, out_dir: str, doc_dir: str, comman
     curves = {}
     if fam:
         echo("Figure 2: FamouSRec router filters; expert shares")
-        loaded = checkpoint.load_run(fam)
+        loaded = trained.load_run(fam)
         layers = analysis.filter_amplitudes(loaded.model)
         if layers:
             for j, kind in enumerate(layers[0]["kinds"]):
@@ -74,7 +74,7 @@ def analyze(profile, dataset: str, seed: int, out_dir: str, doc_dir: str, comman
     for name, (_, display, keys) in variants(profile, ("figure2",)).items():
         rec = _record(profile, "FamouSRec", dataset, seed, out_dir, name, keys)
         if rec:
-            amp = analysis.filter_amplitudes(checkpoint.load_run(rec).model)
+            amp = analysis.filter_amplitudes(trained.load_run(rec).model)
             if amp:
                 singles[f"{display} (single encoder)"] = amp[0]["amplitude"][0]
     if curves:

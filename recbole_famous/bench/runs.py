@@ -180,16 +180,3 @@ def run_all(specs, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=
              f"HR@10 {m.get('hit@10', float('nan')):.4f}, {e.get('train_seconds_per_epoch') or 0:.0f} s/epoch, "
              f"{record['result']['epochs_run']} epochs")
     return counts
-
-
-def finished_records(out_dir: str, profile: str | None = None) -> list:
-    """Every finished run record under ``out_dir`` (optionally of one profile)."""
-    root = os.path.join(out_dir, "runs", profile) if profile else os.path.join(out_dir, "runs")
-    records = []
-    for folder, _, files in sorted(os.walk(root)):
-        for name in sorted(files):
-            if name.endswith(".json") and not name.endswith((".failed.json", ".job.json", ".tmp")):
-                record = load_record(os.path.join(folder, name))
-                if record and record.get("status") == "finished":
-                    records.append(record)
-    return records

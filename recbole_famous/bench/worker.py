@@ -67,13 +67,11 @@ def resume_point(checkpoint_dir: str) -> str | None:
 
 
 def _run_or_resume(run, spec, overrides, checkpoint_dir):
-    """``runner.run``, continued from a killed attempt's last validated epoch when the runner supports it."""
-    import inspect
-
+    """``run`` (``runner.run``), continued from a killed attempt's last validated epoch when there is one."""
     from recbole_famous.errors import UsageError
 
     point = resume_point(checkpoint_dir)
-    if point and "resume" in inspect.signature(run).parameters:
+    if point:
         print(f"resuming from {point}", flush=True)
         try:
             return run(spec["model"], spec["dataset"], overrides=overrides, saved=True, resume=point)
@@ -84,7 +82,7 @@ def _run_or_resume(run, spec, overrides, checkpoint_dir):
 
 def execute(job: dict) -> dict:
     """Run ``job`` (``{"spec": ..., "paths": {...}}``) and return the run record (see ``runs.py``)."""
-    from recbole_famous.bench import checkpoint, efficiency
+    from recbole_famous.bench import efficiency, trained
     from recbole_famous.runner import run
 
     import torch
@@ -99,7 +97,7 @@ def execute(job: dict) -> dict:
     result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"])
     rss_train, cpu_run = _rss_mb(), _cpu_seconds()
     record = {"spec": spec, "paths": paths, "status": "finished", "result": result}
-    loaded = checkpoint.load_run(record)
+    loaded = trained.load_run(record)
     model = loaded.model
     timing = efficiency.time_full_ranking(model, loaded.test_data)
     usage = model.expert_usage_share() if hasattr(model, "expert_usage_share") else None
@@ -149,19 +147,3 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def run_in_process(job_path: str, out_path: str, log_path: str) -> int:
-    """A ``runs.run_one`` launcher that runs the job in this process (tests; no per-run peak memory isolation)."""
-    import torch
-
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    threads = torch.get_num_threads()
-    try:
-        record = execute(job)
-    finally:
-        torch.set_num_threads(threads)
-    _write_json(out_path, record)
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"finished in process: {out_path}\n")
-    return 0

@@ -8,7 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
-from .errors import DatasetNotPrepared, SourceError
+from recbole_famous.errors import DatasetNotPrepared, SourceError
 
 KNOWN = ("Arts", "Instruments", "Office", "OR", "Tmall")
 SOURCE_ENV = "RECBOLE_FAMOUS_SOURCE"

@@ -6,7 +6,7 @@ Bad input: one line on stderr, exit 2."""
 import argparse
 import sys
 
-from .errors import SourceError
+from recbole_famous.errors import SourceError
 
 
 def _parser():

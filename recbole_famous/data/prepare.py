@@ -13,14 +13,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from recbole_famous import resources
+
 from . import stats
-from .errors import SourceError
+from recbole_famous.errors import SourceError
 from .filtering import filter_by_counts, parse_intervals
 from .readers import READERS
 
 KNOWN = ("Arts", "Instruments", "Office", "OR", "Tmall")
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
-PROPS = Path(__file__).resolve().parents[2] / "props"
+PROPS = Path(resources.PROPS_DIR)
 FIVE_CORE = {"user_inter_num_interval": "[5,inf)", "item_inter_num_interval": "[5,inf)"}
 
 

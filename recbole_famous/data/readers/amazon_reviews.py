@@ -9,7 +9,7 @@ Items are numbered 0, 1, ... in order of first appearance in the output; the map
 
 import json
 
-from ..errors import SourceError
+from recbole_famous.errors import SourceError
 from ..filtering import k_core
 from .base import Interactions, head_text, numbered_lines, parse_int
 

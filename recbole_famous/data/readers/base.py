@@ -5,7 +5,7 @@ import gzip
 import zlib
 from dataclasses import dataclass, field
 
-from ..errors import SourceError
+from recbole_famous.errors import SourceError
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -12,7 +12,7 @@ items of one invoice share it and keep the file's row order.
 import csv
 from datetime import datetime, timezone
 
-from ..errors import SourceError
+from recbole_famous.errors import SourceError
 from ..filtering import k_core
 from .base import Interactions, head_text, numbered_lines, parse_int
 

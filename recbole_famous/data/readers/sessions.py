@@ -9,7 +9,7 @@ is applied here; the dataset's yaml decides which sessions RecBole keeps.
 
 import re
 
-from ..errors import SourceError
+from recbole_famous.errors import SourceError
 from .base import Interactions, head_text, numbered_lines, parse_int
 
 FORMAT = "sessions"

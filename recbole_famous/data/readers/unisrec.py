@@ -12,7 +12,7 @@ UniSRec applied five-core to the full histories, so no second filter belongs on 
 
 from pathlib import Path
 
-from ..errors import SourceError
+from recbole_famous.errors import SourceError
 from .base import Interactions, head_text, numbered_lines
 from .user_json import read_item2id
 

@@ -9,7 +9,7 @@ position in the list, so RecBole's time ordering reproduces the file's order.
 import json
 from pathlib import Path
 
-from ..errors import SourceError
+from recbole_famous.errors import SourceError
 from .base import Interactions, head_text, numbered_lines, parse_int, read_all
 from . import amazon_reviews
 
