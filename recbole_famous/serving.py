@@ -49,17 +49,12 @@ def routed_experts(model, interaction):
 
     The model says it: ``model.route(interaction) -> LongTensor (B,)``, the index (into ``model.kinds``) of the
     expert that serves each user of the batch at inference (FamouSRec: the top-1 expert of the last MoE layer, or
-    ``force_expert``), or ``None`` when no single expert does (e.g. without a router). Until FamouSRec has
-    ``route``, its ``encode`` output's ``chosen`` is read instead (the same tensor).
+    ``force_expert``), or ``None`` when no single expert does (e.g. without a router).
     """
     kinds = getattr(model, "kinds", None)
-    if hasattr(model, "route"):
-        chosen = model.route(interaction)
-    elif hasattr(model, "encode") and kinds is not None:  # transitional, see above
-        out = model.encode(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])[0]
-        chosen = getattr(out, "chosen", None)
-    else:
+    if not hasattr(model, "route"):
         return None
+    chosen = model.route(interaction)
     if chosen is None:  # e.g. FamouSRec without a router: every expert serves every user
         return None
     return [(int(j), kinds[int(j)] if kinds is not None else str(int(j))) for j in chosen.tolist()]

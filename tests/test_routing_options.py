@@ -137,3 +137,17 @@ def test_routing_diagnostics_report_shares_cosine_and_forced_scores():
 
     line = model.epoch_diagnostics([(Interaction(dict(batch)), None, None, None)])
     assert "forced_ndcg10" in line and "share" in line
+
+
+def test_route_names_the_serving_expert_and_agrees_with_forced_inference():
+    model = make_model(gate_input="band_energy", filter_init="bands")
+    batch = make_batch(batch=9)
+    chosen = model.route(batch)
+    model.eval()
+    with torch.no_grad():
+        out, _ = model.encode(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+        assert torch.equal(chosen, out.chosen)
+        model.force_expert = 2
+        assert model.route(batch).tolist() == [2] * 9
+        model.force_expert = None
+    assert make_model(use_router=False).route(batch) is None

@@ -5,7 +5,6 @@ Each model registers itself with one import line below; every RecBole model clas
 
 from recbole_famous import compat as _compat
 
-_compat.apply()
 _compat.disable_import_time_anomaly_detection()
 
 # models: one import line each

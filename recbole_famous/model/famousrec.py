@@ -266,6 +266,19 @@ class FamouSRec(SequentialRecommender):
         return f @ self.item_embedding.weight.t() / self.temperature
 
     # ---- analysis ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def route(self, interaction):
+        """(B,) index into ``kinds`` of the expert that serves each user at inference (the last MoE layer's
+        top-1, or ``force_expert``); None without a router (every expert serves every user)."""
+        if not self.use_router and self.force_expert is None:
+            return None
+        was_training = self.training
+        self.eval()
+        try:
+            out, _ = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        finally:
+            self.train(was_training)
+        return out.chosen
     def routing_diagnostics(self, batches, forced: bool = False) -> dict:
         """``model.diagnostics.routing_diagnostics`` on ``batches`` (interactions)."""
         return routing_diagnostics(self, batches, forced=forced)
