@@ -220,6 +220,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
     from recbole.utils import init_seed
 
     from recbole_famous import checkpoint, distributed
+    from recbole_famous.data import length_batches
     from recbole_famous.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
 
     resumed, best_file = None, None
@@ -241,6 +242,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
     _log_table1(data, logger)
     with distributed.sharding(config):
         train_data, valid_data, test_data = data_preparation(config, data)
+        train_data = length_batches.regroup(config, train_data)  # length-grouped batches where exact (issue 13)
     if resumed is not None:
         checkpoint.check_data(resumed, data)
     distributed.attach(config, train_data)
