@@ -146,7 +146,7 @@ def trim(interaction, fields, length_field: str):
     return interaction
 
 
-def _train_loader_class():
+def train_loader_class():
     from recbole.data.dataloader import TrainDataLoader
 
     class LengthGroupedTrainDataLoader(TrainDataLoader):
@@ -189,6 +189,6 @@ def regroup(config, train_data):
         if setting(config) is True:
             raise UsageError(f"{KEY}: true needs RecBole's TrainDataLoader, this run uses {type(train_data).__name__}")
         return train_data
-    loader = _train_loader_class()(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
+    loader = train_loader_class()(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
     logging.getLogger().info(f"training batches: length-grouped, trimmed to their longest history ({KEY})")
     return loader
