@@ -199,3 +199,17 @@ def test_true_for_an_undeclared_model_is_a_one_line_error(quick_overrides, capsy
                      *[f"--{k}={v}" for k, v in quick_overrides.items()]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err and "length_batches" in err
+
+
+def test_a_checkpoint_from_before_the_key_resumes_on_recbole_batches(quick_overrides):
+    from recbole_famous import checkpoint
+
+    plain = build_config("SASRec", "mlslice", overrides={**quick_overrides, "length_batches": False})
+    old = {k: v for k, v in checkpoint.fingerprint(plain).items() if k != "length_batches"}  # written before it
+    ckpt = {checkpoint.META_KEY: {"model": "SASRec", "dataset": "mlslice", "fingerprint": old,
+                                  "settings": dict(quick_overrides)}}
+    _, _, _, settings = checkpoint.rebuild_inputs(ckpt)
+    assert settings["length_batches"] is False
+    checkpoint.check_compatible(ckpt, build_config("SASRec", "mlslice", overrides=settings), "resume")
+    with pytest.raises(UsageError, match="length_batches"):
+        checkpoint.check_compatible(ckpt, build_config("SASRec", "mlslice", overrides=quick_overrides), "resume")
