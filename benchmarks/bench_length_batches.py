@@ -45,12 +45,16 @@ def parse_spec(spec: str):
 class Copy:
     """One model on one kind of batches: model, optimizer, its loader's iterator, and its seconds."""
 
-    def __init__(self, label, config, model_class, dataset, loader, autocast=False):
+    def __init__(self, label, config, model_class, dataset, loader, autocast=False, split=0):
         from recbole.utils import init_seed
+
+        from recbole_famous.data import length_batches as lb
 
         init_seed(config["seed"], config["reproducibility"])
         self.label, self.config, self.loader, self.autocast = label, config, loader, autocast
         self.model = model_class(config, dataset).train()
+        if split > 1:
+            self.model.forward = lb.split_forward(self.model.forward, split)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
         self.seconds, self.steps, self.losses = 0.0, 0, []
         self.iterator = None
@@ -104,6 +108,8 @@ def main():
     ap.add_argument("--batches", type=int, default=None, help="time this many batches per copy (no quality)")
     ap.add_argument("--epochs", type=int, default=1, help="whole epochs, with validation NDCG@10 after each")
     ap.add_argument("--bf16", action="store_true", help="also a grouped copy under bf16 autocast")
+    ap.add_argument("--split", type=int, default=0, help="also a copy on RecBole's batches, encoder split in N")
+    ap.add_argument("--no-grouped", dest="grouped", action="store_false", help="no grouped copies")
     ap.add_argument("--profile", action="store_true", help="torch.profiler's top operators of the grouped copy")
     ap.add_argument("--train_batch_size", type=int, default=None)
     ap.add_argument("--learning_rate", type=float, default=None)
@@ -139,7 +145,10 @@ def main():
                                                              "length_batches": False})
         cls = config.model_class
         copies = [Copy("recbole", config, cls, train_dataset, TrainDataLoader(config, train_dataset, None, shuffle=True))]
-        if lb.declared(cls) is not None:
+        if args.split > 1 and name in lb.SPLIT_MODELS:
+            copies.append(Copy(f"split{args.split}", config, cls, train_dataset,
+                               TrainDataLoader(config, train_dataset, None, shuffle=True), split=args.split))
+        if args.grouped and lb.declared(cls) is not None:
             copies.append(Copy("grouped", config, cls, train_dataset,
                                lb.train_loader_class()(config, train_dataset, None, shuffle=True)))
             if args.bf16:

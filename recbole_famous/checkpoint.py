@@ -56,7 +56,7 @@ ENV_KEYS = frozenset({
 TRAIN_KEYS = frozenset({
     "epochs", "stopping_step", "learner", "learning_rate", "weight_decay", "clip_grad_norm", "train_batch_size",
     "eval_step", "seed", "reproducibility", "train_neg_sample_args", "loss_decimal_place", "require_pow", "shuffle",
-    "enable_amp", "enable_scaler", "length_batches",
+    "enable_amp", "enable_scaler", "length_batches", "length_split",
     # FamouSRec's training-only knobs (the auxiliary loss weights and their computation, experts active in training)
     "lambda_spe", "mu_align", "gamma_balance", "train_top_k", "align_stop_grad", "spe_chunk_size", "spe_epsilon",
 })
@@ -68,7 +68,7 @@ INFERENCE_KEYS = frozenset({
 RESUME_KEYS = frozenset({"epochs", "stopping_step"})
 # Keys added after checkpoints were first written, with the value that reproduces what those runs did: a checkpoint
 # without the key compares (and resumes) as if it held this value.
-LEGACY_VALUES = {"length_batches": False}
+LEGACY_VALUES = {"length_batches": False, "length_split": 0}
 
 # Settings that describe one process of a run, not the run: never stored, never replayed.
 _RUNTIME_SETTINGS = frozenset({"local_rank", "world_size", "ip", "port", "nproc", "offset", "device", "single_spec"})

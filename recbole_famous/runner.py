@@ -250,6 +250,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
+    length_batches.split_encoder(config, model_obj)  # length-split encoding where exact (issue 13)
     logger.info(model_obj)
     saved_model_file = best_file or os.path.join(config["checkpoint_dir"], f"{run_id}.pth")
     trainer = Trainer(config, model_obj, output_dir, saved_model_file, meta=_meta(config, data, run_id))

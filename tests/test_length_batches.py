@@ -34,7 +34,8 @@ def prepared(ml100k_slice):
     from recbole_famous import compat
 
     config = build_config("SASRec", "mlslice", overrides={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": MAX_LEN,
-                                                           "state": "WARNING", "show_progress": False})
+                                                           "state": "WARNING", "show_progress": False,
+                                                           "length_batches": "auto"})
     init_seed(config["seed"], True)
     data = compat.sequential_dataset_class()(config)
     train, valid, test = data_preparation(config, data)
@@ -175,14 +176,17 @@ def test_declarations(prepared):
 
 
 # ---- through the runner --------------------------------------------------------------------------------
-def test_runner_with_the_key_on_and_off(quick_overrides):
-    grouped = run("SASRec", "mlslice", overrides={**quick_overrides, "epochs": 1})
-    plain = run("SASRec", "mlslice", overrides={**quick_overrides, "epochs": 1, "length_batches": False})
-    assert grouped["config"]["length_batches"] == "auto" and plain["config"]["length_batches"] is False
-    for result in (grouped, plain):
+def test_runner_with_the_keys_on_and_off(quick_overrides):
+    grouped = run("SASRec", "mlslice", overrides={**quick_overrides, "epochs": 1, "length_batches": True})
+    plain = run("SASRec", "mlslice", overrides={**quick_overrides, "epochs": 1, "length_split": 0})
+    split = run("SASRec", "mlslice", overrides={**quick_overrides, "epochs": 1})  # the defaults
+    assert split["config"]["length_batches"] is False and split["config"]["length_split"] == "auto"
+    for result in (grouped, plain, split):
         assert result["epochs_run"] == 1 and torch.isfinite(torch.tensor(result["train_loss"][0]))
         assert 0 <= result["best_valid_result"]["ndcg@10"] <= 1
     assert grouped["train_loss"][0] != plain["train_loss"][0]  # other batches
+    # the same batches and losses: differences from dropout masks drawn per part and float rounding only
+    assert abs(split["train_loss"][0] - plain["train_loss"][0]) < 0.02 * abs(plain["train_loss"][0])
     forced = run("CL4SRec", "mlslice", overrides={**quick_overrides, "epochs": 1, "length_batches": True,
                                                    "hidden_size": 16, "inner_size": 32})
     assert forced["epochs_run"] == 1
@@ -204,12 +208,55 @@ def test_true_for_an_undeclared_model_is_a_one_line_error(quick_overrides, capsy
 def test_a_checkpoint_from_before_the_key_resumes_on_recbole_batches(quick_overrides):
     from recbole_famous import checkpoint
 
-    plain = build_config("SASRec", "mlslice", overrides={**quick_overrides, "length_batches": False})
-    old = {k: v for k, v in checkpoint.fingerprint(plain).items() if k != "length_batches"}  # written before it
+    plain = build_config("SASRec", "mlslice", overrides={**quick_overrides, "length_batches": False, "length_split": 0})
+    old = {k: v for k, v in checkpoint.fingerprint(plain).items() if k not in ("length_batches", "length_split")}
     ckpt = {checkpoint.META_KEY: {"model": "SASRec", "dataset": "mlslice", "fingerprint": old,
                                   "settings": dict(quick_overrides)}}
     _, _, _, settings = checkpoint.rebuild_inputs(ckpt)
     assert settings["length_batches"] is False
     checkpoint.check_compatible(ckpt, build_config("SASRec", "mlslice", overrides=settings), "resume")
+    assert settings["length_split"] == 0
     with pytest.raises(UsageError, match="length_batches"):
-        checkpoint.check_compatible(ckpt, build_config("SASRec", "mlslice", overrides=quick_overrides), "resume")
+        checkpoint.check_compatible(ckpt, build_config("SASRec", "mlslice", overrides={
+            **settings, "length_batches": True}), "resume")
+
+
+# ---- length-split encoding inside RecBole's batches ----------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(lb.SPLIT_MODELS))
+def test_split_encoder_gives_the_same_forward_and_whole_loss(name, prepared, ml100k_slice):
+    """The whole loss (augmentations, in-batch negatives, covariance) on the same batch: the split only changes
+    how the encoder is run."""
+    _, _, train = prepared
+    config, model, transform = _model(name, ml100k_slice, train._dataset)
+    full = _batch(train, max_length=MAX_LEN, count=40)  # mixed lengths up to the maximum
+    assert int(full["item_length"].min()) < int(full["item_length"].max())
+    outs, losses = [], []
+    for parts in (1, 4):
+        if parts > 1:
+            model.forward = lb.split_forward(model.forward, parts)
+        with torch.no_grad():
+            outs.append(model.forward(full["item_id_list"], full["item_length"]))
+            torch.manual_seed(5)  # the same augmentations / same-target draws (they are drawn outside forward)
+            loss = model.calculate_loss(transform(train._dataset, copy.deepcopy(full)))
+            losses.append(sum(loss) if isinstance(loss, tuple) else loss)
+    assert torch.allclose(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+    assert abs(losses[0].item() - losses[1].item()) <= 1e-5 * max(1.0, abs(losses[0].item()))
+
+
+def test_split_settings(quick_overrides):
+    assert lb.split_setting(build_config("SASRec", "mlslice", overrides=quick_overrides)) == lb.SPLIT_PARTS
+    grouped = build_config("SASRec", "mlslice", overrides={**quick_overrides, "length_batches": True})
+    assert lb.split_setting(grouped) == 0  # grouped batches are homogeneous already
+    assert lb.split_setting(build_config("EMKD", "mlslice", overrides=quick_overrides)) == 0
+    with pytest.raises(UsageError, match="length_split"):
+        lb.split_setting(build_config("NARM", "mlslice", overrides={**quick_overrides, "length_split": 4}))
+
+
+def test_grouped_run_resumed_after_an_epoch_gives_the_uninterrupted_result(ml100k_slice, tmp_path):
+    from reliability_common import quick
+
+    base = {**quick(ml100k_slice, tmp_path), "length_batches": True, "n_layers": 1}
+    whole = run("SASRec", "mlslice", overrides={**base, "epochs": 2})
+    first = run("SASRec", "mlslice", overrides={**base, "epochs": 1})
+    resumed = run(resume=first["checkpoint"], overrides={"epochs": 2})
+    assert resumed["train_loss"] == whole["train_loss"] and resumed["test_result"] == whole["test_result"]

@@ -192,3 +192,54 @@ def regroup(config, train_data):
     loader = train_loader_class()(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
     logging.getLogger().info(f"training batches: length-grouped, trimmed to their longest history ({KEY})")
     return loader
+
+
+# ---- length-split encoding inside RecBole's own batches -------------------------------------------------------
+SPLIT_KEY = "length_split"
+SPLIT_PARTS = 8  # what ``length_split: auto`` uses
+# Models whose ``forward(item_seq, item_seq_len)`` encodes each sample on its own and returns (B, ...), exact on a
+# trimmed batch (see ``BUILTIN`` and the plugin's declarations): only the encoder is split, so every loss term,
+# in-batch negatives and batch statistics included, sees the batch it always saw.
+SPLIT_MODELS = frozenset({"SASRec", "GRU4Rec", "Mamba4Rec", "CL4SRec", "DuoRec", "Crocodile"})
+
+
+def split_setting(config) -> int:
+    """How many length-sorted parts each batch is encoded in (0 or 1: not split)."""
+    value = config[SPLIT_KEY] if SPLIT_KEY in config else 0
+    if isinstance(value, str) and value.lower() == "auto":
+        splittable = config["model"] in SPLIT_MODELS and config.model_class.__module__.split(".")[0] in (
+            "recbole", "recbole_famous") and config["transform"] in TRIMMABLE_TRANSFORMS
+        return SPLIT_PARTS if splittable and not wanted(config) else 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{SPLIT_KEY} must be auto or a number of parts >= 0, got {value!r}")
+    if value > 1 and config["model"] not in SPLIT_MODELS:
+        raise UsageError(f"{SPLIT_KEY}: {config['model']} is not one of the models whose encoder can be split "
+                         f"({', '.join(sorted(SPLIT_MODELS))}); use {SPLIT_KEY}: 0")
+    return value
+
+
+def split_forward(forward, parts: int):
+    """``forward(item_seq, item_seq_len)`` run on ``parts`` length-sorted parts of the batch, each trimmed to its
+    longest history, the outputs put back in the batch's order (the same result, up to float rounding)."""
+
+    def split(item_seq, item_seq_len, *args, **kwargs):
+        if parts <= 1 or item_seq.size(0) < 2:
+            return forward(item_seq, item_seq_len, *args, **kwargs)
+        order = torch.argsort(item_seq_len, stable=True)
+        outs = []
+        for idx in order.tensor_split(min(parts, item_seq.size(0))):
+            width = max(int(item_seq_len[idx].max()), 1)
+            outs.append(forward(item_seq[idx, :width], item_seq_len[idx], *args, **kwargs))
+        return torch.cat(outs)[torch.argsort(order)]
+
+    split.parts = parts
+    return split
+
+
+def split_encoder(config, model) -> int:
+    """Install ``split_forward`` on the model (instance attribute) when ``length_split`` asks for it; the parts."""
+    parts = split_setting(config)
+    if parts > 1:
+        model.forward = split_forward(model.forward, parts)
+        logging.getLogger().info(f"the encoder runs on {parts} length-sorted parts of each batch ({SPLIT_KEY})")
+    return parts
