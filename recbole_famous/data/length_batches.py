@@ -1,9 +1,17 @@
-"""Length-grouped training batches: samples of similar history length batched together, each batch trimmed.
+"""Training on histories trimmed to their real length: a length-split encoder, and length-grouped batches.
 
 RecBole turns every prefix of a user's history into a training sample and right-pads its ``item_id_list`` to
 ``MAX_ITEM_LIST_LENGTH``; ``item_length`` holds the real length. Most samples are short, and a random batch
-almost always holds one long history, so a random batch trimmed to its longest history is barely shorter. This
-loader instead, every epoch:
+almost always holds one long history, so a random batch trimmed to its longest history is barely shorter. Two
+ways around it, both resting on right padding: a causal encoder never looks past a history's last real position
+and reads out at ``item_length - 1``, so trimming the padding changes nothing for that sample.
+
+``length_split`` (``split_encoder``, the default ``auto``: 8 parts for the models in ``SPLIT_MODELS``): RecBole's own
+batches; the model's ``forward(item_seq, item_seq_len)`` runs on length-sorted parts of each batch, each trimmed,
+and the outputs go back in the batch's order. The batches and every loss term are RecBole's.
+
+``length_batches`` (``regroup``, default ``false``): a training loader whose batches hold samples of similar length.
+Every epoch it:
 
 1. orders the training samples by real length, ties in a random order (one draw per sample);
 2. cuts that order into consecutive batches of ``train_batch_size`` (the one partial batch, when the size does
@@ -19,9 +27,9 @@ each process trims its share to that share's longest history.
 
 Which models get it: the config key ``length_batches``:
 
-* ``auto`` (the default): on for the models that declare ``"on"`` below, RecBole's own batches for the others;
+* ``auto``: on for the models that declare ``"on"`` below, RecBole's own batches for the others;
 * ``true``: on for any model that declares ``"on"`` or ``"allowed"``; a one-line error for the others;
-* ``false``: RecBole's own batches.
+* ``false`` (the default: grouped batches slow the first epochs' learning, docs/speed.md): RecBole's own batches.
 
 A model declares it with a class attribute of its own (not inherited) ``length_batches = "on" | "allowed"``;
 RecBole's built-ins are declared in ``BUILTIN`` here. ``"on"``: the loss of every sample depends on that sample
