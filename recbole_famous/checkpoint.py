@@ -58,7 +58,7 @@ ENV_KEYS = frozenset({
 TRAIN_KEYS = frozenset({
     "epochs", "stopping_step", "learner", "learning_rate", "weight_decay", "clip_grad_norm", "train_batch_size",
     "eval_step", "seed", "reproducibility", "train_neg_sample_args", "loss_decimal_place", "require_pow", "shuffle",
-    "enable_amp", "enable_scaler",
+    "enable_amp", "enable_scaler", "length_batches", "length_split",
     # FamouSRec's training-only knobs (the auxiliary loss weights and their computation, experts active in training)
     "lambda_spe", "mu_align", "gamma_balance", "train_top_k", "align_stop_grad", "spe_chunk_size", "spe_epsilon",
 })
@@ -68,6 +68,9 @@ INFERENCE_KEYS = frozenset({
 })
 # Keys a resumed run may change: its budget.
 RESUME_KEYS = frozenset({"epochs", "stopping_step"})
+# Keys added after checkpoints were first written, with the value that reproduces what those runs did: a checkpoint
+# without the key compares (and resumes) as if it held this value.
+LEGACY_VALUES = {"length_batches": False, "length_split": 0}
 
 # Settings that describe one process of a run, not the run: never stored, never replayed.
 _RUNTIME_SETTINGS = frozenset({"local_rank", "world_size", "ip", "port", "nproc", "offset", "device", "single_spec"})
@@ -195,7 +198,7 @@ def check_compatible(ckpt, config, use: str) -> None:
     if m["dataset"] != config["dataset"]:
         raise UsageError(f"checkpoint {path} was trained on dataset '{m['dataset']}', not '{config['dataset']}'")
     allowed = TRAIN_KEYS | INFERENCE_KEYS if use == "eval" else RESUME_KEYS
-    theirs, ours = m["fingerprint"], fingerprint(config)
+    theirs, ours = {**{k: _canon(v) for k, v in LEGACY_VALUES.items()}, **m["fingerprint"]}, fingerprint(config)
     diffs = []
     for key in sorted(set(theirs) | set(ours)):
         if key in allowed or theirs.get(key) == ours.get(key):
@@ -266,7 +269,8 @@ def rebuild_inputs(ckpt, model=None, dataset=None, config_files=None, overrides=
     from recbole_famous.config import read_yaml
 
     m = meta(ckpt)
-    merged = dict(m.get("settings") or {})
+    merged = {k: v for k, v in LEGACY_VALUES.items() if k not in (m.get("fingerprint") or {})}
+    merged.update(m.get("settings") or {})
     for path in config_files or []:
         merged.update(read_yaml(path))
     merged.update(dict(overrides or {}))

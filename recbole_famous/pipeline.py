@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from recbole_famous import checkpoint, compat, distributed
 from recbole_famous.config import PROPS_DIR, Config, plugin_model_names
+from recbole_famous.data import length_batches
 from recbole_famous.errors import UsageError
 from recbole_famous.trainer import Trainer
 
@@ -113,6 +114,7 @@ def data_preparation(config, dataset):
 
     with distributed.sharding(config):
         train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+        train_data = length_batches.regroup(config, train_data)  # length-grouped batches when asked (issue 13)
     distributed.attach(config, train_data)
     return train_data, valid_data, test_data
 
@@ -122,7 +124,9 @@ def build_model(config, dataset):
     """The config's model class on ``dataset`` (RecBole's dataset, or anything with the counts the model's
     constructor reads), seeded with ``seed + local_rank`` as RecBole's quick start does, on the config's device."""
     init_seed(config, config["local_rank"])
-    return config.model_class(config, dataset).to(config["device"])
+    model = config.model_class(config, dataset).to(config["device"])
+    length_batches.split_encoder(config, model)  # the encoder on length-sorted parts of each batch (issue 13)
+    return model
 
 
 def checkpoint_meta(config, dataset=None, run_id: str | None = None) -> dict:

@@ -35,6 +35,10 @@ def check_ce_and_sim(name: str, config) -> None:
 
 
 class CL4SRec(SASRec):
+    # The encoder is exact on trimmed batches and the augmentations only touch real positions, but NT-Xent takes its
+    # negatives from the batch: length-grouped batches give each sequence negatives of its own length.
+    length_batches = "allowed"
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         check_ce_and_sim("CL4SRec", config)

@@ -46,6 +46,10 @@ def cross_covariance_loss(tables: list[torch.Tensor]) -> torch.Tensor:
 
 
 class Crocodile(SequentialRecommender):
+    # CE is per sample and exact on trimmed batches; the covariance loss is over the batch's items, which length
+    # grouping changes (a batch of short histories holds fewer items).
+    length_batches = "allowed"
+
     _init_weights = SASRec._init_weights  # normal(0, initializer_range) for Linear / Embedding; LayerNorm 1, 0
 
     def __init__(self, config, dataset):

@@ -58,7 +58,12 @@ class SameTargetSampler(nn.Module):
         return h1 * p2 + h2
 
     def forward(self, seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor):
-        """Positives ``(seq+, len+)`` for anchors ``seq`` (B, L) whose next items are ``targets`` (B,)."""
+        """Positives ``(seq+, len+)`` for anchors ``seq`` (B, L) whose next items are ``targets`` (B,).
+
+        ``L`` may be less than the stored width (a trimmed batch): the anchors are padded back to it, and the
+        positives are trimmed to ``max(L, their longest history)``."""
+        width = seq.size(1)
+        seq = torch.nn.functional.pad(seq, (0, self.seqs.size(1) - width))
         n_unique, n_rows = self.uniq_hash.numel(), self.keys.numel()
         h = self.seq_hash(seq)
         rank = torch.searchsorted(self.uniq_hash, h).clamp(max=n_unique - 1)
@@ -76,10 +81,14 @@ class SameTargetSampler(nn.Module):
         found = available > 0
         pos_seq = torch.where(found.unsqueeze(1), self.seqs[pick], seq)
         pos_len = torch.where(found, self.lengths[pick], lengths)
-        return pos_seq, pos_len
+        return pos_seq[:, :max(width, int(pos_len.max()) if pos_len.numel() else 0)], pos_len
 
 
 class DuoRec(SASRec):
+    # Exact encoder on trimmed batches (the same-target positives keep their own length), but NT-Xent takes its
+    # negatives from the batch: length-grouped batches give each sequence negatives of its own length.
+    length_batches = "allowed"
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         check_ce_and_sim("DuoRec", config)

@@ -56,6 +56,10 @@ def mutual_distillation(logits: list[torch.Tensor], tau: float) -> torch.Tensor:
 
 
 class EMKD(SequentialRecommender):
+    # CE and the distillation term are per sample and exact on trimmed batches; the contrastive terms take their
+    # negatives from the batch, which length grouping fills with sequences of one length.
+    length_batches = "allowed"
+
     _init_weights = SASRec._init_weights
 
     def __init__(self, config, dataset):

@@ -53,6 +53,10 @@ class FilterLayer(nn.Module):
 
 
 class FMLPRec(SequentialRecommender):
+    # Its filters are defined on the full length: ``forward`` pads a trimmed batch back to it, so results are exact,
+    # but grouping gains nothing (data/length_batches.py).
+    length_batches = "allowed"
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         if config["loss_type"] != "CE":
@@ -92,6 +96,8 @@ class FMLPRec(SequentialRecommender):
         return hidden
 
     def forward(self, item_seq, item_seq_len):
+        if item_seq.size(1) < self.max_seq_length:  # a trimmed batch: the filters are defined on the full length
+            item_seq = torch.nn.functional.pad(item_seq, (0, self.max_seq_length - item_seq.size(1)))
         return self.encode(right_to_left_pad(item_seq, item_seq_len))[:, -1]
 
     def calculate_loss(self, interaction):

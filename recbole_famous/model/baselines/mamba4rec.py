@@ -60,6 +60,8 @@ class MambaLayer(nn.Module):
 
 
 class Mamba4Rec(SequentialRecommender):
+    length_batches = "on"  # causal block, readout at item_length - 1: exact on trimmed batches (data/length_batches.py)
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         if config["loss_type"] != "CE":
