@@ -40,6 +40,10 @@ Fixes that are scoped to the objects that need them (no global switch):
    check-then-create race: under DDP every rank builds its Trainer at the same moment and the loser raises
    ``FileExistsError`` (seen in CI on ``tests/test_reliability_distributed.py``). ``make_checkpoint_dir`` creates the
    folder race-free (``exist_ok=True``) before RecBole's check runs; ``recbole_famous.trainer.Trainer`` calls it.
+10. ``recbole.trainer.hyper_tuning.exhaustive_search`` (``HyperTuning(algo="exhaustive")``) draws with
+   ``np.random.RandomState(seed)``, but hyperopt >= 0.2.7 samples with numpy Generator methods (``rng.integers``),
+   so the first draw raises AttributeError. ``exhaustive_search`` below runs RecBole's own function with a
+   ``default_rng`` in place of ``RandomState`` for the call; ``recbole_famous.tuning`` uses it.
 """
 
 from __future__ import annotations
@@ -116,6 +120,17 @@ def patched(obj, name, value):
         yield
     finally:
         setattr(obj, name, old)
+
+
+def exhaustive_search(new_ids, domain, trials, seed, nbMaxSucessiveFailures=1000):
+    """Fix 10: RecBole's ``exhaustive_search`` (a hyperopt ``algo``), drawing with a numpy Generator."""
+    import types
+
+    from recbole.trainer import hyper_tuning
+
+    shim = types.SimpleNamespace(random=types.SimpleNamespace(RandomState=np.random.default_rng))
+    with patched(hyper_tuning, "np", shim):
+        return hyper_tuning.exhaustive_search(new_ids, domain, trials, seed, nbMaxSucessiveFailures)
 
 
 def tensorboard_in(directory: str):

@@ -162,7 +162,17 @@ class TrialFailed(Exception):
 
 
 class Tuner(HyperTuning):
-    """RecBole's HyperTuning, with a seeded, resumable ``fmin`` (its own ``run`` takes neither a seed nor trials)."""
+    """RecBole's HyperTuning, with a seeded, resumable ``fmin`` (its own ``run`` takes neither a seed nor trials)
+    and its exhaustive search on hyperopt >= 0.2.7 (``compat`` fix 10)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if kwargs.get("algo") == "exhaustive":
+            from functools import partial
+
+            from recbole_famous import compat
+
+            self.algo = partial(compat.exhaustive_search, nbMaxSucessiveFailures=1000)
 
     def trial(self, params):
         import hyperopt
@@ -170,15 +180,20 @@ class Tuner(HyperTuning):
         try:
             return super().trial(params)
         except TrialFailed:
-            return {"status": hyperopt.STATUS_FAIL}
+            return {"status": hyperopt.STATUS_FAIL, "loss": float("inf")}  # early_stop_fn reads a loss
 
     def search(self, seed: int) -> None:
         import numpy as np
         from hyperopt import Trials, fmin
 
-        fmin(self.trial, self.space, algo=self.algo, max_evals=self.max_evals, trials=Trials(),
-             rstate=np.random.default_rng(seed), early_stop_fn=self.early_stop_fn, verbose=False,
-             show_progressbar=False)
+        from hyperopt.exceptions import AllTrialsFailed
+
+        try:
+            fmin(self.trial, self.space, algo=self.algo, max_evals=self.max_evals, trials=Trials(),
+                 rstate=np.random.default_rng(seed), early_stop_fn=self.early_stop_fn, verbose=False,
+                 show_progressbar=False, return_argmin=False)
+        except AllTrialsFailed:  # every trial diverged: the records say so, the caller reports it
+            pass
 
 
 def _write_atomic(path: str, text: str) -> None:

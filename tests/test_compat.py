@@ -143,3 +143,25 @@ def test_checkpoint_dir_exists_before_recboles_racy_ensure_dir(tmp_path, monkeyp
     config = Config("SASRec", "ml-100k", config_dict={"checkpoint_dir": str(target), "device": "cpu"})
     Trainer(config, torch.nn.Linear(2, 2), output_dir=str(tmp_path / "out"))
     assert seen == [True] and target.is_dir()
+
+
+def test_recboles_exhaustive_search_runs_on_current_hyperopt():
+    """Fix 10: RecBole's exhaustive_search draws with np.random.RandomState, hyperopt >= 0.2.7 wants a Generator."""
+    pytest.importorskip("hyperopt")
+    from hyperopt import STATUS_OK, Trials, fmin, hp
+    from recbole.trainer.hyper_tuning import exhaustive_search as recboles
+
+    space = {"a": hp.choice("a", [1, 2, 3]), "b": hp.choice("b", ["x", "y"])}
+    seen = []
+
+    def objective(params):
+        seen.append((params["a"], params["b"]))
+        return {"loss": float(params["a"]), "status": STATUS_OK}
+
+    with pytest.raises(AttributeError, match="integers"):
+        fmin(objective, space, algo=recboles, max_evals=6, trials=Trials(), rstate=np.random.default_rng(0),
+             show_progressbar=False)
+    seen.clear()
+    fmin(objective, space, algo=compat.exhaustive_search, max_evals=6, trials=Trials(),
+         rstate=np.random.default_rng(0), show_progressbar=False)
+    assert sorted(seen) == [(a, b) for a in (1, 2, 3) for b in ("x", "y")]  # every combination, once

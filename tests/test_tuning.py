@@ -244,3 +244,42 @@ def test_search_killed_after_its_first_trial_continues_without_rerunning_it(ml10
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "holds another search" in err and "algo" in err
     assert _records(out) == records
+
+
+class _FakeRunner:
+    """Stands in for recbole_famous.runner in one Search: a trial diverges when its learning_rate is 1.0."""
+
+    def __init__(self, runner):
+        self.build_config, self.calls = runner.build_config, []
+
+    def run(self, model, dataset, config_files, overrides, run_id=None):
+        from recbole_famous.trainer import NonFiniteLoss
+
+        self.calls.append(dict(overrides))
+        if overrides["learning_rate"] == 1.0:
+            raise NonFiniteLoss("loss part L_rec is nan at epoch 0")
+        score = {0.001: 0.02, 0.01: 0.03}[overrides["learning_rate"]]
+        return {"valid_metric": "NDCG@10", "best_valid_score": score, "best_valid_result": {"ndcg@10": score},
+                "test_result": {"ndcg@10": score / 2}, "best_epoch": 0, "epochs_run": 1}
+
+
+def test_diverged_trials_are_recorded_and_never_chosen(tmp_path, capsys):
+    from recbole_famous import runner
+
+    path = _write(tmp_path, "learning_rate choice [1.0, 0.01]\n")
+    search = tuning.Search("SASRec", "ml-100k", path, algo="exhaustive", output_dir=str(tmp_path / "o"))
+    search.runner = fake = _FakeRunner(runner)
+    best = search.run()
+    records = {r["trial"]: r for r in search.records()}
+    assert sorted(records) == ["0001", "0002", "default"] and len(fake.calls) == 3
+    assert sorted(r["status"] for r in records.values()) == ["diverged", "finished", "finished"]
+    assert best["params"] == {"learning_rate": 0.01} and best["best_valid_score"] == 0.03
+    assert "diverged" in open(tmp_path / "o" / "results.md").read()
+    assert open(tmp_path / "o" / "best.yaml").read().splitlines()[-1] == "learning_rate: 0.01"
+
+    only_bad = _write(tmp_path, "learning_rate choice [1.0]\n", "bad.hyper")
+    search = tuning.Search("SASRec", "ml-100k", only_bad, algo="exhaustive", output_dir=str(tmp_path / "b"),
+                           include_default=False)
+    search.runner = _FakeRunner(runner)
+    with pytest.raises(UsageError, match="no trial finished"):
+        search.run()
