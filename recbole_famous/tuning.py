@@ -431,7 +431,9 @@ class Search:
 
 def parse_args(argv, parse_value):
     parser = argparse.ArgumentParser(prog="run_recbole_famous.py tune", description=__doc__.split("\n\n")[0],
-                                     epilog="Any other --key=value is a config setting for every trial.")
+                                     epilog="Any other --key=value is a config setting for every trial.\n\n"
+                                     + "\n\n".join(__doc__.split("\n\n")[2:]).replace("``", "'"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", "-m", default=None)
     parser.add_argument("--dataset", "-d", default=None)
     parser.add_argument("--params_file", required=True, help="RecBole params file, e.g. hyper/FamouSRec.hyper")
