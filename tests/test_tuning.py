@@ -4,6 +4,7 @@ ml-100k slice through the command line, including a search killed after its firs
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -283,3 +284,27 @@ def test_diverged_trials_are_recorded_and_never_chosen(tmp_path, capsys):
     search.runner = _FakeRunner(runner)
     with pytest.raises(UsageError, match="no trial finished"):
         search.run()
+
+
+def test_shipped_params_files_parse_and_name_config_keys_of_their_model():
+    """hyper/<Model>[-what].hyper: every line parses and is a config key of <Model> (and its default is in range of
+    what a choice offers or a distribution can draw, so the default trial is a point of the space)."""
+    import glob
+
+    from recbole_famous.runner import build_config
+
+    files = sorted(glob.glob(os.path.join(REPO, "hyper", "*.hyper")))
+    models = {os.path.basename(f).split(".")[0].split("-")[0] for f in files}
+    assert {"FamouSRec", "SASRec", "GRU4Rec", "Mamba4Rec", "FMLPRec"} <= models
+    for path in files:
+        model = os.path.basename(path).split(".")[0].split("-")[0]
+        config = build_config(model, "ml-100k")
+        params = tuning.parse_params_file(path)
+        tuning.check_names(params, config, path)
+        for p in params:
+            default = config[p.name]
+            if p.kind == "choice":
+                assert default in p.args, (path, p.name, default)
+            else:
+                low, high = (math.exp(p.args[0]), math.exp(p.args[1])) if p.kind == "loguniform" else p.args[:2]
+                assert low <= default <= high, (path, p.name, default)
