@@ -405,8 +405,10 @@ class Search:
         csv.writer(buf, lineterminator="\n").writerows([header] + rows)
         _write_atomic(self._path("results.csv"), buf.getvalue())
 
-        def cell(x):
-            return f"{x:.4f}" if isinstance(x, float) and not isinstance(x, bool) else str(x)
+        first_metric, last_metric = 1 + len(names) + 1, len(header) - 3  # the score columns, 4 decimals
+
+        def cell(i, x):
+            return f"{x:.4f}" if first_metric <= i < last_metric and isinstance(x, float) else str(x)
 
         md = [f"# {self.model} on {self.dataset}: {self.algo} search over {os.path.basename(self.params_file)}", "",
               f"Chosen on the validation split ({self.valid_metric}); the test columns are reported only and were "
@@ -416,7 +418,7 @@ class Search:
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r, row in zip(records, rows):
             mark = "*" if best is not None and r is best else ""
-            md.append("| " + " | ".join([cell(row[0]) + mark] + [cell(x) for x in row[1:]]) + " |")
+            md.append("| " + " | ".join([str(row[0]) + mark] + [cell(i, x) for i, x in enumerate(row) if i]) + " |")
         _write_atomic(self._path("results.md"), "\n".join(md) + "\n")
         if best is not None:
             import yaml
