@@ -29,6 +29,10 @@ More than one process (RecBole's distributed mode): --nproc=N [--world_size=W --
 Serving: run_recbole_famous.py recommend --checkpoint=PATH --histories=FILE|- [--top_n=10]
 (= python -m recbole_famous.serving; see its --help).
 
+Hyper-parameter search: run_recbole_famous.py tune --model=M --dataset=D --params_file=hyper/M.hyper
+[--algo=bayes|random|exhaustive] [--max_evals=N] [--config_files=...] [--key=value ...] (recbole_famous.tuning;
+see `tune --help`; needs pip install -e ".[tune]").
+
 Exit codes: 0 success, 2 bad input (unknown model or dataset, missing or broken yaml, unknown metric, refused
 checkpoint, ...), 1 training stopped on a non-finite loss, 130 / 143 interrupted by SIGINT / SIGTERM.
 """
@@ -74,6 +78,11 @@ def main(argv=None) -> int:
         from recbole_famous import serving
 
         return serving.main(argv[1:])
+    if argv and argv[0] == "tune":
+        from recbole_famous import tuning
+        from recbole_famous.config import parse_value
+
+        return tuning.main(argv[1:], parse_value=parse_value)
     args, overrides = parse_args(argv)
     from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted, UsageError
 

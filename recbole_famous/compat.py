@@ -57,6 +57,13 @@ Fixes for RecBole's distributed mode (``nproc`` > 1) on CPU and with uneven shar
     ``distributed_sampler(cls)``, around ``data_preparation``, gives them ``cls`` instead
     (``recbole_famous.distributed.ShardSampler``: no duplicates, the single-process batches split between
     processes).
+
+Fixes for the hyper-parameter search (``recbole_famous.tuning``):
+
+13. ``recbole.trainer.hyper_tuning.exhaustive_search`` (``HyperTuning(algo="exhaustive")``) draws with
+   ``np.random.RandomState(seed)``, but hyperopt >= 0.2.7 samples with numpy Generator methods (``rng.integers``),
+   so the first draw raises AttributeError. ``exhaustive_search`` below runs RecBole's own function with a
+   ``default_rng`` in place of ``RandomState`` for the call; ``recbole_famous.tuning`` uses it.
 """
 
 from __future__ import annotations
@@ -184,6 +191,17 @@ def distributed_sampler(sampler_class):
     import torch.utils.data.distributed
 
     return patched(torch.utils.data.distributed, "DistributedSampler", sampler_class)
+
+
+def exhaustive_search(new_ids, domain, trials, seed, nbMaxSucessiveFailures=1000):
+    """Fix 13: RecBole's ``exhaustive_search`` (a hyperopt ``algo``), drawing with a numpy Generator."""
+    import types
+
+    from recbole.trainer import hyper_tuning
+
+    shim = types.SimpleNamespace(random=types.SimpleNamespace(RandomState=np.random.default_rng))
+    with patched(hyper_tuning, "np", shim):
+        return hyper_tuning.exhaustive_search(new_ids, domain, trials, seed, nbMaxSucessiveFailures)
 
 
 def tensorboard_in(directory: str):

@@ -219,3 +219,25 @@ def test_recboles_dataloaders_get_the_shard_sampler():
                  for r in (0, 1)]
     assert sorted(built[0] + built[1]) == users
     assert torch.utils.data.distributed.DistributedSampler is DistributedSampler  # restored
+
+
+def test_recboles_exhaustive_search_runs_on_current_hyperopt():
+    """Fix 13: RecBole's exhaustive_search draws with np.random.RandomState, hyperopt >= 0.2.7 wants a Generator."""
+    pytest.importorskip("hyperopt")
+    from hyperopt import STATUS_OK, Trials, fmin, hp
+    from recbole.trainer.hyper_tuning import exhaustive_search as recboles
+
+    space = {"a": hp.choice("a", [1, 2, 3]), "b": hp.choice("b", ["x", "y"])}
+    seen = []
+
+    def objective(params):
+        seen.append((params["a"], params["b"]))
+        return {"loss": float(params["a"]), "status": STATUS_OK}
+
+    with pytest.raises(AttributeError, match="integers"):
+        fmin(objective, space, algo=recboles, max_evals=6, trials=Trials(), rstate=np.random.default_rng(0),
+             show_progressbar=False)
+    seen.clear()
+    fmin(objective, space, algo=compat.exhaustive_search, max_evals=6, trials=Trials(),
+         rstate=np.random.default_rng(0), show_progressbar=False)
+    assert sorted(seen) == [(a, b) for a in (1, 2, 3) for b in ("x", "y")]  # every combination, once

@@ -12,7 +12,7 @@ PACKAGE = "recbole_famous"
 
 # Top to bottom; a unit is a top-level module or a subpackage. A unit may import units of its own layer or below.
 LAYERS = [
-    ["launch", "bench"],  # several processes; the benchmark (runs the runner per job)
+    ["launch", "bench", "tuning"],  # several processes; the benchmark and the search (run the runner per job)
     ["runner", "serving"],  # entry points built from the pipeline steps
     ["pipeline"],  # the public steps
     ["config", "trainer", "checkpoint", "distributed"],  # RecBole's Config / Trainer extended, checkpoint checks
@@ -22,7 +22,7 @@ LAYERS = [
 ]
 RANK = {f"{PACKAGE}.{unit}": i for i, layer in enumerate(LAYERS) for unit in layer}
 # Checked for private names: the entry points and everything built on the pipeline steps.
-ENTRY_POINTS = ["run_recbole_famous.py", f"{PACKAGE}/runner.py", f"{PACKAGE}/serving.py", f"{PACKAGE}/launch.py",
+ENTRY_POINTS = ["run_recbole_famous.py", f"{PACKAGE}/runner.py", f"{PACKAGE}/serving.py", f"{PACKAGE}/launch.py", f"{PACKAGE}/tuning.py",
                 *glob.glob(os.path.join(REPO, PACKAGE, "bench", "*.py")), *glob.glob(os.path.join(REPO, "benchmarks", "*.py"))]
 
 
