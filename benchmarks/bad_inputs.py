@@ -16,25 +16,14 @@ import subprocess
 import sys
 import tempfile
 
+from recbole_famous.data.slices import write_ml100k_slice
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, os.path.join(REPO, "run_recbole_famous.py")]
 
 
 def make_slice(root: str, users: int = 120) -> None:
-    import recbole
-
-    src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
-    os.makedirs(os.path.join(root, "mlslice"))
-    seen = []
-    with open(src, encoding="utf-8") as fin, open(os.path.join(root, "mlslice", "mlslice.inter"), "w") as fout:
-        fout.write(fin.readline())
-        for line in fin:
-            user = line.split("\t", 1)[0]
-            if user not in seen:
-                if len(seen) == users:
-                    continue
-                seen.append(user)
-            fout.write(line)
+    write_ml100k_slice(root, "mlslice", users)
 
 
 def call(args, stdin=None, cwd=None):

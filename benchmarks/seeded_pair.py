@@ -15,27 +15,15 @@ import torch
 
 torch.set_num_threads(1)
 
-import recbole  # noqa: E402
-
 import recbole_famous  # noqa: E402,F401  (RecBole compatibility fixes first)
+from recbole_famous.data.slices import write_ml100k_slice  # noqa: E402
 from recbole_famous.runner import run  # noqa: E402
 
 USERS = 200
 
 
 def make_slice(root: str) -> str:
-    src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
-    os.makedirs(os.path.join(root, "mlpair"), exist_ok=True)
-    users = set()
-    with open(src, encoding="utf-8") as f, open(os.path.join(root, "mlpair", "mlpair.inter"), "w") as out:
-        out.write(f.readline())
-        for line in f:
-            user = line.split("\t", 1)[0]
-            if user not in users and len(users) == USERS:
-                continue
-            users.add(user)
-            out.write(line)
-    return root
+    return write_ml100k_slice(root, "mlpair", USERS)
 
 
 def main() -> None:

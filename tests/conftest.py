@@ -10,10 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATASETS = os.path.join(os.path.dirname(REPO), "shared", "datasets")
 
 
-def ml100k_inter_path() -> str:
-    import recbole
-
-    return os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
+from recbole_famous.data.slices import write_ml100k_slice
 
 
 @pytest.fixture(scope="session")
@@ -22,19 +19,7 @@ def ml100k_slice(tmp_path_factory):
 
     Returns the data_path folder that holds ``mlslice/mlslice.inter``.
     """
-    root = tmp_path_factory.mktemp("data")
-    (root / "mlslice").mkdir()
-    users = []
-    with open(ml100k_inter_path(), encoding="utf-8") as src, open(root / "mlslice" / "mlslice.inter", "w") as dst:
-        dst.write(src.readline())
-        for line in src:
-            user = line.split("\t", 1)[0]
-            if user not in users:
-                if len(users) == 120:
-                    continue
-                users.append(user)
-            dst.write(line)
-    return str(root)
+    return write_ml100k_slice(tmp_path_factory.mktemp("data"), "mlslice", 120)
 
 
 @pytest.fixture

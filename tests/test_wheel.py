@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from conftest import ml100k_inter_path
+from conftest import write_ml100k_slice
 from recbole_famous import config as config_module
 from recbole_famous.errors import MissingResource, UsageError
 from recbole_famous.pipeline import build_config
@@ -52,18 +52,7 @@ print(json.dumps({"package": recbole_famous.__file__, "status": result["status"]
 def _small_slice(root, users: int = 30) -> str:
     """The interactions of ml-100k's first ``users`` users (file order), as dataset 'mlslice' under ``root``:
     a job under the full protocol (length 50) that takes seconds."""
-    os.makedirs(os.path.join(root, "mlslice"))
-    seen = set()
-    with open(ml100k_inter_path(), encoding="utf-8") as src, \
-            open(os.path.join(root, "mlslice", "mlslice.inter"), "w", encoding="utf-8") as dst:
-        dst.write(src.readline())
-        for line in src:
-            user = line.split("\t", 1)[0]
-            if user not in seen and len(seen) == users:
-                continue
-            seen.add(user)
-            dst.write(line)
-    return str(root)
+    return write_ml100k_slice(root, "mlslice", users)
 
 
 def _clean_env() -> dict:
