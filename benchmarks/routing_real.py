@@ -18,7 +18,9 @@ import sys
 
 import torch
 
-ROUTING = {"gate_input": "band_energy", "train_routing": "switch", "balance_loss": "switch", "filter_init": "bands"}
+from recbole_famous.config import PROPS_DIR, read_yaml  # noqa: E402
+
+ROUTING = read_yaml(os.path.join(PROPS_DIR, "famousrec_routing.yaml"))  # the routing options, one file
 VARIANTS = {
     "paper": {},
     "paper_wo_router": {"use_router": False},
