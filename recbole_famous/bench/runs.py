@@ -31,6 +31,12 @@ def record_path(out_dir: str, spec) -> str:
     return os.path.join(out_dir, "runs", spec.key)
 
 
+def checkpoint_dir(out_dir: str, spec) -> str:
+    """The run's own checkpoint folder (``saved/<profile>/<dataset>/<model>/seed<N>``): its best ``.pth`` and, while
+    it trains, its ``.resume.pth``."""
+    return os.path.abspath(os.path.join(out_dir, "saved", os.path.splitext(spec.key)[0]))
+
+
 def _sibling(path: str, suffix: str) -> str:
     return path[: -len(".json")] + suffix
 
@@ -119,7 +125,7 @@ def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=p
     rel = os.path.splitext(spec.key)[0]
     paths = {
         "results_dir": os.path.abspath(os.path.join(out_dir, "runner")),
-        "checkpoint_dir": os.path.abspath(os.path.join(out_dir, "saved", rel)),
+        "checkpoint_dir": checkpoint_dir(out_dir, spec),
     }
     log_path = os.path.join(out_dir, "logs", rel + ".log")
     for folder in (os.path.dirname(path), os.path.dirname(log_path), paths["checkpoint_dir"]):
