@@ -1,8 +1,10 @@
-"""``python -m recbole_famous.bench {run,status,table,ablations,analyze}``: the benchmark's command line.
+"""``python -m recbole_famous.bench {run,status,table,compare,ablations,analyze}``: the benchmark's command line.
 
   run        train and test a model list under a budget profile, one run at a time, resumable
   status     list the planned runs and which have finished, failed, are running or pending
   table      the Table-2-style Markdown and CSV (with efficiency columns) from finished runs
+  compare    Table 2 against the best baseline chosen on validation, a paired test over test users
+             (per-user NDCG@10 from the checkpoints), validation learning curves; runs may still be going
   ablations  Table 3 / Figure 4 / Table 5 (and the Figure-2 single encoders) as FamouSRec variants
   analyze    Figure 1, Figure 2, expert shares and Appendix A.4 from trained checkpoints
 
@@ -60,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
         if datasets:
             sp.add_argument("--datasets", help="comma-separated, default: the profile's")
 
-    for name in ("run", "status", "table"):
+    for name in ("run", "status", "table", "compare"):
         sp = sub.add_parser(name)
         common(sp)
         sp.add_argument("--models", help="comma-separated model names, default: the profile's")
@@ -68,8 +70,11 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra RecBole key for every run")
         if name == "run":
             sp.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
-        if name == "table":
+        if name in ("table", "compare"):
             sp.add_argument("--ours", default="FamouSRec", help="the model whose improvement is reported")
+        if name == "compare":
+            sp.add_argument("--cache", help="folder for the per-user test metrics (default: next to each run record "
+                                            "under --out)")
     sp = sub.add_parser("ablations")
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
@@ -124,9 +129,18 @@ def _dispatch(args, argv, echo) -> int:
     from recbole_famous.bench import plan, runs
 
     profile = plan.load_profile(args.profile)
-    if args.command in ("run", "status", "table"):
+    if args.command in ("run", "status", "table", "compare"):
         args.models_list = _list(args.models)
         specs = plan.plan(profile, args.models_list, _list(args.datasets), _seeds(args.seeds), _sets(args.set))
+        if args.command == "compare":
+            from recbole_famous.bench import compare
+
+            paths, failed = compare.write(profile, specs, args.out, _docs_dir(args, profile), _command(argv),
+                                          args.ours, args.models_list or list(profile.models), args.cache, echo)
+            echo("wrote " + ", ".join(paths))
+            if failed:
+                echo("a per-user check failed: those p-values are left out (see the Markdown)")
+            return 1 if failed else 0
         if args.command == "status":
             for spec in specs:
                 echo(f"{runs.state(args.out, spec):9s} {spec.dataset:12s} {spec.label:28s} seed {spec.seed}")

@@ -86,3 +86,27 @@ def filter_amplitudes(curves: dict, path: str, title: str, note: str = "") -> st
 def expert_share(share: dict, path: str, title: str, note: str = "") -> str:
     """Share of test users served (top-1) by each expert."""
     return bars({k: 100.0 * v for k, v in share.items()}, path, title, "users routed (%)", note=note)
+
+
+def learning_curves(curves: dict, path: str, title: str, ylabel: str, note: str = "") -> str:
+    """One line per label: ``curves[label] = {"epochs": [...], "scores": [...], "best_epoch": int | None,
+    "dashed": bool}`` (dashed: a run still going); a dot marks the best epoch."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for label, c in curves.items():
+        (line,) = ax.plot(c["epochs"], c["scores"], linestyle="--" if c.get("dashed") else "-", linewidth=1.4,
+                          label=label)
+        best = c.get("best_epoch")
+        if best is not None and best in c["epochs"]:
+            ax.plot([best], [c["scores"][c["epochs"].index(best)]], "o", color=line.get_color(), markersize=5)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (0-based)")
+    ax.set_ylabel(ylabel)
+    _title(ax, title)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, color="dimgray")
+    return _save(fig, path)

@@ -1,0 +1,395 @@
+"""``compare``: Table 2 against the best baseline chosen on validation, a paired test over test users, and the
+validation learning curves, for a profile whose runs may still be going (written for ``converged``).
+
+Per dataset:
+
+* **Table 2**: test HR@5/10, NDCG@5/10 per model, mean ± sample std over its finished seeds (no ± with one); a
+  model with no finished run is listed with its state (pending, running, failed). The **best baseline** is the
+  model other than ours with the highest *validation* NDCG@10 (mean over its finished seeds): chosen on
+  validation, never on test. The last column is ours over that baseline, ``(ours - base) / base``, per metric.
+* **Paired test over test users**: per-user test NDCG@10 of ours against the best baseline on the same seed
+  (every seed both have finished), from the trained checkpoints (``peruser.py``, RecBole's own full-ranking
+  metric per user, checked to average to the recorded test NDCG@10), users paired by id. Two-sided Wilcoxon
+  signed-rank (``scipy.stats.wilcoxon``: users with equal values dropped, normal approximation when there are
+  ties) and paired t test (``scipy.stats.ttest_rel``). When ours or the baseline has no finished run, the p cell
+  says so.
+* **Learning curves**: validation NDCG@10 (the runs' ``valid_metric``) after every epoch, one line per model:
+  its first seed in the profile's order (other seeds are in ``curves.csv``), from the record's
+  ``result.valid_scores``, or for a run still going from its resume checkpoint's metadata (``valid_scores``
+  after its last validated epoch, drawn dashed).
+
+Files (under ``--docs``/<profile>/): ``comparison.md``, ``comparison.csv``, ``significance.csv``, ``curves.csv``,
+``curves_<dataset>.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from recbole_famous.bench import peruser, plots, runs
+from recbole_famous.bench.table import METRICS, mean_std, ranks
+from recbole_famous.errors import UsageError
+
+SELECT = "ndcg@10"  # the validation metric that picks the best baseline
+TESTED = "ndcg@10"  # the per-user metric of the paired test
+
+
+def paired_test(ours: dict, base: dict, metric: str = TESTED) -> dict:
+    """Paired tests of per-user ``metric`` (``peruser.per_user`` dicts), users matched by ``user_id``."""
+    from scipy import stats
+
+    ua, ub = np.asarray(ours["user_id"]), np.asarray(base["user_id"])
+    if len(np.unique(ua)) != len(ua) or len(np.unique(ub)) != len(ub):
+        raise ValueError("per-user values must have one row per user")
+    common, ia, ib = np.intersect1d(ua, ub, return_indices=True)
+    a, b = np.asarray(ours[metric], dtype=np.float64)[ia], np.asarray(base[metric], dtype=np.float64)[ib]
+    diff = a - b
+    out = {"metric": metric, "users": int(len(common)), "only_ours": int(len(ua) - len(common)),
+           "only_base": int(len(ub) - len(common)), "mean_ours": float(a.mean()) if len(a) else math.nan,
+           "mean_base": float(b.mean()) if len(b) else math.nan, "mean_diff": float(diff.mean()) if len(a) else math.nan,
+           "users_differ": int(np.count_nonzero(diff)), "ours_better": int((diff > 0).sum()),
+           "ours_worse": int((diff < 0).sum())}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            w = stats.wilcoxon(a, b)
+            out["wilcoxon_stat"], out["wilcoxon_p"] = float(w.statistic), float(w.pvalue)
+        except ValueError:
+            out["wilcoxon_stat"] = out["wilcoxon_p"] = math.nan
+        t = stats.ttest_rel(a, b) if len(a) > 1 else None
+        out["t_stat"], out["t_p"] = (float(t.statistic), float(t.pvalue)) if t is not None else (math.nan, math.nan)
+    if out["users_differ"] == 0:  # identical per-user values: no evidence of any difference
+        out["wilcoxon_p"] = 1.0
+    return out
+
+
+# ---- gathering: which runs exist, in which state ------------------------------------------------------------------
+def entries(specs, out_dir: str) -> list:
+    """One dict per planned run: ``spec``, ``state`` (``runs.state``), ``record`` (finished runs), ``path``."""
+    out = []
+    for spec in specs:
+        path = runs.record_path(out_dir, spec)
+        state = runs.state(out_dir, spec)
+        record = runs.load_record(path) if state == "finished" else None
+        if state == "finished" and record is None:
+            state = "pending"
+        out.append({"spec": spec, "state": state, "record": record, "path": path})
+    return out
+
+
+def by_dataset(items, order=None) -> "OrderedDict":
+    """``{dataset: {label: [entries, seed order]}}``, models in ``order`` first."""
+    out = OrderedDict()
+    for e in items:
+        out.setdefault(e["spec"].dataset, OrderedDict()).setdefault(e["spec"].label, []).append(e)
+    if order:
+        rank = {m: i for i, m in enumerate(order)}
+        for ds in out:
+            out[ds] = OrderedDict(sorted(out[ds].items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    return out
+
+
+def _finished(model_entries) -> list:
+    return [e["record"] for e in model_entries if e["record"] is not None]
+
+
+def _state_text(model_entries) -> str:
+    done = len(_finished(model_entries))
+    if done == len(model_entries):
+        return f"{done}/{done} finished"
+    others = {}
+    for e in model_entries:
+        if e["record"] is None:
+            others.setdefault(e["state"], []).append(str(e["spec"].seed))
+    rest = "; ".join(f"{s}: seed {', '.join(v)}" for s, v in others.items())
+    return f"{done}/{len(model_entries)} finished ({rest})"
+
+
+def _missing(model_entries) -> str:
+    """The cell of a model with no finished run: its runs' states, e.g. ``(running)``, ``(pending)``."""
+    return "(" + " / ".join(sorted({e["state"] for e in model_entries})) + ")"
+
+
+def best_baseline(models: dict, ours: str, metric: str = SELECT) -> tuple:
+    """``(label, mean validation metric)`` of the finished model other than ``ours`` best on validation."""
+    best, score = None, -math.inf
+    for label, model_entries in models.items():
+        if label == ours:
+            continue
+        mean, _ = mean_std([r.get("valid_metrics", {}).get(metric) for r in _finished(model_entries)])
+        if not math.isnan(mean) and mean > score:
+            best, score = label, mean
+    return best, (score if best else math.nan)
+
+
+# ---- the paired test on one dataset -------------------------------------------------------------------------------
+def significance(models: dict, ours: str, baseline, out_dir: str, cache_dir=None, echo=print) -> dict:
+    """``{"rows": [per-seed test dicts], "note": text for the p cell, "failed": bool}``."""
+    if ours not in models:
+        return {"rows": [], "note": f"{ours} is not in the model list", "failed": False}
+    ours_runs = {e["spec"].seed: e for e in models[ours] if e["record"] is not None}
+    if not ours_runs:
+        return {"rows": [], "note": f"{ours} not finished yet", "failed": False}
+    if baseline is None:
+        return {"rows": [], "note": "no baseline finished yet", "failed": False}
+    base_runs = {e["spec"].seed: e for e in models[baseline] if e["record"] is not None}
+    seeds = sorted(set(ours_runs) & set(base_runs))
+    if not seeds:
+        return {"rows": [], "note": f"no seed finished by both {ours} (seeds {sorted(ours_runs)}) and {baseline} "
+                                   f"(seeds {sorted(base_runs)})", "failed": False}
+    rows, notes, failed = [], [], False
+    for seed in seeds:
+        try:
+            a = peruser.for_record(ours_runs[seed]["record"], peruser.cache_path(ours_runs[seed]["path"], out_dir,
+                                                                                 cache_dir), echo=echo)
+            b = peruser.for_record(base_runs[seed]["record"], peruser.cache_path(base_runs[seed]["path"], out_dir,
+                                                                                 cache_dir), echo=echo)
+            rows.append({"seed": seed, **paired_test(a, b)})
+        except (peruser.PerUserMismatch, UsageError, ValueError) as exc:
+            failed = True
+            notes.append(f"seed {seed}: {exc}")
+    note = "; ".join(f"seed {r['seed']}: Wilcoxon p = {_p(r['wilcoxon_p'])}, t p = {_p(r['t_p'])}" for r in rows)
+    if notes:
+        note = "; ".join([x for x in (note, "FAILED " + "; ".join(notes)) if x])
+    return {"rows": rows, "note": note, "failed": failed, "errors": notes}
+
+
+def _p(p) -> str:
+    if p is None or math.isnan(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+# ---- learning curves ----------------------------------------------------------------------------------------------
+def valid_curve(entry, out_dir: str) -> dict | None:
+    """``{"scores": {epoch: score}, "best_epoch", "source": "finished" | state + " (resume checkpoint)"}``."""
+    record = entry["record"]
+    if record is not None:
+        result = record.get("result") or {}
+        scores = result.get("valid_scores") or {}
+        return {"scores": {int(k): float(v) for k, v in scores.items()}, "best_epoch": result.get("best_epoch"),
+                "source": "finished", "epochs_run": result.get("epochs_run")}
+    from recbole_famous import checkpoint
+    from recbole_famous.bench import worker
+
+    point = worker.resume_point(runs.checkpoint_dir(out_dir, entry["spec"]))
+    if not point:
+        return None
+    try:
+        meta = checkpoint.meta(checkpoint.load(point))
+    except (UsageError, KeyError):
+        return None
+    scores = meta.get("valid_scores") or {}
+    if not scores:
+        return None
+    return {"scores": {int(k): float(v) for k, v in scores.items()}, "best_epoch": meta.get("best_epoch"),
+            "source": f"{entry['state']} (resume checkpoint)", "epochs_run": len(meta.get("epoch_seconds") or [])}
+
+
+def curves(models: dict, out_dir: str) -> dict:
+    """``{label: {seed: valid_curve}}`` for every run with at least one validated epoch."""
+    out = OrderedDict()
+    for label, model_entries in models.items():
+        for e in model_entries:
+            c = valid_curve(e, out_dir)
+            if c:
+                out.setdefault(label, OrderedDict())[e["spec"].seed] = c
+    return out
+
+
+# ---- writing ------------------------------------------------------------------------------------------------------
+def _cell(mean, std, mark, digits=4) -> str:
+    text = f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+    return f"**{text}**" if mark == 1 else f"<u>{text}</u>" if mark == 2 else text
+
+
+def _stats(models, key, source="metrics") -> dict:
+    return {m: mean_std([r.get(source, {}).get(key) for r in _finished(es)]) for m, es in models.items()
+            if _finished(es)}
+
+
+def _hours(seconds) -> str:
+    return "–" if not seconds else f"{seconds / 3600:.2f}"
+
+
+def _table2(ds, models, ours, base) -> tuple:
+    """Table 2's Markdown rows (without the p row) and its long-form CSV rows."""
+    names = list(models)
+    lines = ["| metric | " + " | ".join(names) + f" | {ours} vs best baseline |", "|---|" + "---:|" * (len(names) + 1)]
+    rows = []
+    for key, label in METRICS + (("valid:" + SELECT, "NDCG@10 (validation)"),):
+        source, k = ("valid_metrics", SELECT) if key.startswith("valid:") else ("metrics", key)
+        stats = _stats(models, k, source)
+        marks = ranks({m: s[0] for m, s in stats.items()})
+        cells = [_cell(*stats[m], marks.get(m)) if m in stats else _missing(models[m]) for m in names]
+        imp = math.nan
+        if ours in stats and base in stats and stats[base][0] > 0:
+            imp = 100.0 * (stats[ours][0] - stats[base][0]) / stats[base][0]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'–' if math.isnan(imp) else f'{imp:+.1f}% vs {base}'} |")
+        for m in names:
+            mean, std = stats.get(m, (math.nan, math.nan))
+            rows.append({"dataset": ds, "model": m, "metric": label, "split": "test" if source == "metrics" else "valid",
+                         "mean": mean, "std": std, "n_finished": len(_finished(models[m])), "n_planned": len(models[m]),
+                         "mark": {1: "best", 2: "second"}.get(marks.get(m), ""), "best_baseline": base or "",
+                         "improvement_pct": imp if m == ours and not math.isnan(imp) else ""})
+    return lines, rows
+
+
+def _significance_lines(ds, ours, base, sig) -> list:
+    lines = []
+    if sig["rows"]:
+        lines += [f"### {ds}: paired test over test users, {ours} vs {base}, per-user test NDCG@10, same seed", "",
+                  f"| seed | users | {ours} | {base} | mean diff | users that differ | {ours} better / worse "
+                  "| Wilcoxon p | paired t p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sig["rows"]:
+            lines.append(f"| {r['seed']} | {r['users']:,} | {r['mean_ours']:.4f} | {r['mean_base']:.4f} | "
+                         f"{r['mean_diff']:+.4f} | {r['users_differ']:,} | {r['ours_better']:,} / {r['ours_worse']:,} "
+                         f"| {_p(r['wilcoxon_p'])} | {_p(r['t_p'])} |")
+        lines += ["", f"Each run's per-user values average to its recorded test NDCG@10 within {peruser.TOLERANCE:g} "
+                      "(checked when computed and on every read of the cache). Users with equal values for both "
+                      "models are left out of the Wilcoxon test (only the users that differ count).", ""]
+    if sig.get("errors"):
+        lines += ["Per-user check FAILED: " + "; ".join(sig["errors"]), ""]
+    return lines
+
+
+def _machine(record) -> str:
+    m = record.get("machine") or {}
+    git = m.get("git") or {}
+    return (f"{m.get('host', '?')}: {m.get('cpus', '?')} CPUs, {m.get('torch_threads', '?')} torch thread(s), "
+            f"{m.get('device', '?')}, Python {m.get('python', '?')}, torch {m.get('torch', '?')}, commit "
+            f"{(git.get('commit') or '?')[:10]}" + (" with uncommitted changes" if git.get("uncommitted_changes") else ""))
+
+
+def _runs_lines(ds, models, cur) -> list:
+    """One row per planned run: state, epochs, best epoch, time; then the machines of the finished ones."""
+    lines = [f"### {ds}: runs", "", "| model | seed | state | epochs run | best epoch (0-based) | best validation "
+             "NDCG@10 | train s / epoch | wall hours |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    machines = []
+    for m, model_entries in models.items():
+        for e in model_entries:
+            r, seed = e["record"], e["spec"].seed
+            if r is not None:
+                res, spe = r["result"], r.get("efficiency", {}).get("train_seconds_per_epoch")
+                machines.append(_machine(r))
+                lines.append(f"| {m} | {seed} | finished | {res.get('epochs_run')} | {res.get('best_epoch')} | "
+                             f"{r.get('valid_metrics', {}).get(SELECT, math.nan):.4f} | "
+                             f"{'–' if spe is None else f'{spe:.1f}'} | {_hours(r.get('wall_seconds'))} |")
+                continue
+            c = cur.get(m, {}).get(seed)
+            got = (f"{c['epochs_run']} so far | {c['best_epoch']} | {max(c['scores'].values()):.4f} so far"
+                   if c else "– | – | –")
+            lines.append(f"| {m} | {seed} | {e['state']} | {got} | – | – |")
+    lines.append("")
+    if machines:
+        lines += ["Machine (finished runs): " + "; ".join(sorted(set(machines))) + ". Times depend on the machine's "
+                  "other load.", ""]
+    return lines
+
+
+def _curves_part(ds, cur, doc_dir, profile_name) -> tuple:
+    """The learning-curve PNG (first seed of each model) and every seed's values as CSV rows."""
+    rows, plotted = [], OrderedDict()
+    for m, by_seed in cur.items():
+        for seed, c in by_seed.items():
+            rows += [{"dataset": ds, "model": m, "seed": seed, "source": c["source"], "epoch": epoch,
+                      "valid_ndcg@10": score} for epoch, score in sorted(c["scores"].items())]
+        seed, c = next(iter(by_seed.items()))  # the first seed (profile order) that has a curve
+        epochs = sorted(c["scores"])
+        running = c["source"] != "finished"
+        plotted[f"{m} (seed {seed}" + (", still running" if running else "") + ")"] = {
+            "epochs": epochs, "scores": [c["scores"][x] for x in epochs], "best_epoch": c["best_epoch"],
+            "dashed": running}
+    lines = [f"### {ds}: learning curves", ""]
+    if not plotted:
+        return lines + ["No validated epoch yet.", ""], rows, []
+    png = plots.learning_curves(
+        plotted, os.path.join(doc_dir, f"curves_{ds}.png"),
+        f"{ds}: validation NDCG@10 after each epoch (profile {profile_name})", "validation NDCG@10",
+        note="one line per model: its first seed with a curve; dot = best epoch; dashed = still running "
+             "(from its resume checkpoint)")
+    lines += ["Validation NDCG@10 after each epoch; one line per model, its first seed in the profile's order "
+              "(every seed's values: `curves.csv`); the dot marks the best epoch (the one tested); dashed: a run "
+              "still going, read from its resume checkpoint.", "", f"![learning curves {ds}]({os.path.basename(png)})",
+              ""]
+    return lines, rows, [png]
+
+
+def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=None, echo=print) -> dict:
+    """Markdown lines, CSV rows and written files of one dataset."""
+    names = list(models)
+    base, base_valid = best_baseline(models, ours)
+    sig = significance(models, ours, base, out_dir, cache_dir, echo)
+    lines = [f"## {ds}", "", "Runs: " + "; ".join(f"{m} {_state_text(models[m])}" for m in names) + ".", ""]
+    if base:
+        waiting = [m for m in names if m != ours and len(_finished(models[m])) < len(models[m])]
+        lines += [f"Best baseline, chosen by **validation** NDCG@10 (mean over its finished seeds): **{base}** "
+                  f"({base_valid:.4f})" + (f"; among the runs finished so far ({', '.join(waiting)}: not all "
+                                          "seeds finished; the choice may change)" if waiting else "") + ".", ""]
+    else:
+        lines += ["Best baseline: none finished yet.", ""]
+    table_lines, quality = _table2(ds, models, ours, base)
+    lines += table_lines
+    lines += ["| p, paired over test users (NDCG@10) | " + " | ".join("" for _ in names) + f" | {sig['note']} |", ""]
+    lines += _significance_lines(ds, ours, base, sig)
+    sig_rows = [{"dataset": ds, "ours": ours, "baseline": base, **r} for r in sig["rows"]] or [
+        {"dataset": ds, "ours": ours, "baseline": base or "", "note": sig["note"]}]
+    cur = curves(models, out_dir)
+    lines += _runs_lines(ds, models, cur)
+    curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name)
+    return {"lines": lines + curve_lines, "quality": quality, "significance": sig_rows, "curves": curve_rows,
+            "files": files, "failed": sig.get("failed", False)}
+
+
+def to_csv(rows, profile_name: str) -> str:
+    buf = io.StringIO()
+    fields = ["profile"]
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"profile": profile_name, **row})
+    return buf.getvalue()
+
+
+def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = "FamouSRec", order=None,
+          cache_dir=None, echo=print) -> tuple:
+    """Write the files (see the module docstring); returns ``(paths, failed)``: ``failed`` when a per-user check
+    did not hold (the p-values of that pair are then left out)."""
+    os.makedirs(doc_dir, exist_ok=True)
+    groups = by_dataset(entries(specs, out_dir), order or list(profile.models))
+    lines = [f"# Comparison: profile `{profile.name}`", "", f"Budget profile: {profile.description}.", "",
+             "Test-set metrics, full ranking over all items, of each model's best validated epoch; mean ± sample std "
+             "over the finished seeds (no ± with one seed); **bold** best, <u>underlined</u> second best among the "
+             f"finished models. The last column compares {ours} with the **best baseline chosen by validation "
+             f"NDCG@10**, not by test; its last row is a paired test over the test users (per-user NDCG@10, same "
+             "seed; two-sided Wilcoxon signed-rank and paired t test). A model whose runs have not finished is "
+             "listed with its state.", ""]
+    quality, sig, curve_rows, files, failed = [], [], [], [], False
+    for ds, models in groups.items():
+        part = dataset_section(ds, models, ours, out_dir, doc_dir, profile.name, cache_dir, echo)
+        lines += part["lines"]
+        quality += part["quality"]
+        sig += part["significance"]
+        curve_rows += part["curves"]
+        files += part["files"]
+        failed = failed or part["failed"]
+    lines.append(f"Made by: `{command}` (from the run records under `{out_dir}`).")
+    texts = {"comparison.md": "\n".join(lines) + "\n", "comparison.csv": to_csv(quality, profile.name),
+             "significance.csv": to_csv(sig, profile.name), "curves.csv": to_csv(curve_rows, profile.name)}
+    paths = []
+    for name, text in texts.items():
+        path = os.path.join(doc_dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        paths.append(path)
+    return paths + files, failed

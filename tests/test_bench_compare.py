@@ -1,0 +1,197 @@
+"""``compare`` (recbole_famous.bench.compare / peruser): paired tests over test users, per-user metrics that are
+RecBole's own, Table 2 with a pending model, and the learning curves, on real tiny runs of the ml-100k slice."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from recbole_famous.bench import __main__ as cli
+from recbole_famous.bench import analysis, compare, peruser, plan, runs, trained
+
+from bench_helpers import run_in_process
+
+
+def test_paired_test_known_p_values():
+    # ours beats the baseline on six users (by 1, 2, 3, 4, 5, 7: all signs positive, so the exact two-sided
+    # Wilcoxon p is 2 / 2^6), ties on three (dropped by Wilcoxon, kept by the t test), one user only in ours;
+    # the baseline's rows come in another order: users are paired by id, not by position
+    users = np.arange(10, 19)
+    ours = {"user_id": np.append(users, 99), "ndcg@10": np.array([1, 2, 3, 4, 5, .5, .5, 0, 7, 7], dtype=float)}
+    base_values = np.array([0, 0, 0, 0, 0, .5, .5, 0, 0], dtype=float)
+    shuffled = np.array([8, 3, 0, 5, 1, 7, 2, 6, 4])
+    base = {"user_id": users[shuffled], "ndcg@10": base_values[shuffled]}
+    out = compare.paired_test(ours, base)
+    assert out["users"] == 9 and out["only_ours"] == 1 and out["only_base"] == 0
+    diff = np.array([1, 2, 3, 4, 5, 0, 0, 0, 7], dtype=float)
+    assert out["users_differ"] == 6 and out["ours_better"] == 6 and out["ours_worse"] == 0
+    assert out["wilcoxon_p"] == pytest.approx(2 / 2 ** 6)
+    t = diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))  # the paired t statistic by hand
+    assert out["t_stat"] == pytest.approx(t) and out["t_p"] == pytest.approx(2 * stats.t.sf(t, len(diff) - 1))
+    assert out["mean_diff"] == pytest.approx(diff.mean())
+
+
+def test_paired_test_five_wins_and_identical_users():
+    ours = {"user_id": np.arange(5), "ndcg@10": np.array([1.0, 2, 3, 4, 5])}
+    base = {"user_id": np.arange(5), "ndcg@10": np.zeros(5)}
+    out = compare.paired_test(ours, base)
+    assert out["wilcoxon_p"] == pytest.approx(0.0625) and out["t_p"] == pytest.approx(0.013235599563682690)
+    same = compare.paired_test(ours, ours)
+    assert same["users_differ"] == 0 and same["wilcoxon_p"] == 1.0 and math.isnan(same["t_p"])
+    with pytest.raises(ValueError):
+        compare.paired_test({"user_id": np.array([1, 1]), "ndcg@10": np.zeros(2)}, base)
+
+
+@pytest.fixture(scope="module")
+def tiny(ml100k_slice, tmp_path_factory):
+    """Two real 2-epoch runs (SASRec, GRU4Rec) on the 120-user ml-100k slice through the benchmark's run path;
+    FamouSRec is in the profile but never run (pending)."""
+    tmp = tmp_path_factory.mktemp("compare")
+    body = {"description": "tiny compare", "models": ["SASRec", "GRU4Rec", "FamouSRec"], "datasets": ["mlslice"],
+            "seeds": [3],
+            "config": {"data_path": ml100k_slice, "epochs": 2, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 128, "topk": [5, 10, 50],
+                       "learning_rate": 0.005,
+                       "embedding_size": 16, "hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 32,
+                       "state": "WARNING"}}
+    (tmp / "tiny.yaml").write_text(json.dumps(body))
+    profile_path = str(tmp / "tiny.yaml")
+    specs = plan.plan(plan.load_profile(profile_path))
+    out = str(tmp / "out")
+    assert runs.run_all(specs[:2], out, launcher=run_in_process, echo=lambda m: None)["ran"] == 2
+    records = [runs.load_record(runs.record_path(out, s)) for s in specs[:2]]
+    return {"profile": profile_path, "specs": specs, "out": out, "records": records, "tmp": tmp}
+
+
+def test_per_user_metrics_average_to_recboles_own(tiny):
+    for record in tiny["records"]:
+        values = peruser.per_user(trained.load_run(record))
+        assert len(values["user_id"]) == len(set(values["user_id"].tolist())) == 120  # every user once
+        keys = {f"{m}@{k}" for m in ("ndcg", "hit") for k in (5, 10, 50)}
+        assert set(values) == {"user_id", *keys} and set(record["metrics"]) == keys
+        for key in keys:  # what RecBole's evaluator reported for the run
+            assert float(values[key].mean()) == pytest.approx(record["metrics"][key], abs=1e-4)
+        assert set(peruser.check(values, record["metrics"])) == keys
+        assert values["hit@10"].min() >= 0 and set(np.unique(values["hit@10"])) <= {0.0, 1.0}
+        assert (values["ndcg@10"] <= values["hit@10"]).all() and (values["ndcg@5"] <= values["ndcg@10"] + 1e-12).all()
+        # each user's value against that user's own rank of the test item, computed here from the scores: the
+        # values belong to the right users (a mean cannot show that)
+        loaded = trained.load_run(record)
+        by_user = {k: dict(zip(values["user_id"].tolist(), values[f"ndcg@{k}"].tolist())) for k in (10, 50)}
+        hits = 0
+        with torch.no_grad():
+            for inter, history_index, _, _ in loaded.test_data:
+                scores = loaded.model.full_sort_predict(inter).view(len(inter), -1)
+                ranks = analysis.gt_rank(scores, history_index, inter[loaded.model.POS_ITEM_ID])
+                for u, r in zip(inter[loaded.model.USER_ID].tolist(), ranks.tolist()):
+                    for k in (10, 50):
+                        assert by_user[k][u] == pytest.approx(1 / math.log2(r + 2) if r < k else 0.0)
+                    hits += r < 50
+        assert hits >= 10  # enough users in a top-50 for the comparison to mean something
+        wrong = {**record["metrics"], "ndcg@10": record["metrics"]["ndcg@10"] + 0.01}
+        with pytest.raises(peruser.PerUserMismatch, match="ndcg@10"):
+            peruser.check(values, wrong)
+
+
+def test_per_user_cache_is_read_back_and_refused_for_another_run(tiny, tmp_path, monkeypatch):
+    record = tiny["records"][0]
+    path = str(tmp_path / "sasrec.peruser.npz")
+    first = peruser.for_record(record, path, echo=lambda m: None)
+    assert os.path.isfile(path)
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(trained, "load_run", must_not_load)
+    again = peruser.for_record(record, path, echo=lambda m: None)
+    assert np.array_equal(first["ndcg@10"], again["ndcg@10"]) and np.array_equal(first["user_id"], again["user_id"])
+    other = {**record, "result": {**record["result"], "run_id": "another-run"}}
+    with pytest.raises(AssertionError, match="cache should have been used"):  # not this run's cache: recomputed
+        peruser.for_record(other, path, echo=lambda m: None)
+    tampered = {**record, "metrics": {**record["metrics"], "ndcg@10": 0.9}}
+    with pytest.raises(peruser.PerUserMismatch):  # the cached values are checked on every read
+        peruser.for_record(tampered, path, echo=lambda m: None)
+
+
+def _md(docs):
+    with open(os.path.join(docs, "tiny", "comparison.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_compare_with_a_pending_model(tiny, tmp_path):
+    docs = str(tmp_path / "docs")
+    argv = ["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs]
+    assert cli.main(argv) == 0
+    md = _md(docs)
+    sas, gru = tiny["records"]
+    best = "SASRec" if sas["valid_metrics"]["ndcg@10"] >= gru["valid_metrics"]["ndcg@10"] else "GRU4Rec"
+    assert f"chosen by **validation** NDCG@10 (mean over its finished seeds): **{best}**" in md
+    assert "FamouSRec 0/1 finished (pending: seed 3)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| NDCG@10 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "(pending)" and cells[4] == "–"
+    assert f"{sas['metrics']['ndcg@10']:.4f}" in cells[1] and f"{gru['metrics']['ndcg@10']:.4f}" in cells[2]
+    p_row = next(line for line in md.splitlines() if line.startswith("| p, paired over test users"))
+    assert "FamouSRec not finished yet" in p_row
+    assert "Made by: `python -m recbole_famous.bench compare --profile" in md
+    png = os.path.join(docs, "tiny", "curves_mlslice.png")
+    assert os.path.isfile(png) and os.path.getsize(png) > 10_000
+    with open(os.path.join(docs, "tiny", "curves.csv")) as f:
+        curve = list(csv.DictReader(f))
+    assert sorted((r["model"], r["epoch"]) for r in curve) == [("GRU4Rec", "0"), ("GRU4Rec", "1"),
+                                                                ("SASRec", "0"), ("SASRec", "1")]
+    got = {(r["model"], int(r["epoch"])): float(r["valid_ndcg@10"]) for r in curve}
+    assert got[("SASRec", 1)] == pytest.approx(float(sas["result"]["valid_scores"]["1"]))
+    with open(os.path.join(docs, "tiny", "significance.csv")) as f:
+        sig = list(csv.DictReader(f))
+    assert sig[0]["note"] == "FamouSRec not finished yet"
+    assert not glob.glob(os.path.join(tiny["out"], "runs", "**", "*.peruser.npz"), recursive=True)  # nothing computed
+
+
+def test_compare_paired_test_from_checkpoints(tiny, tmp_path):
+    docs, cache = str(tmp_path / "docs"), str(tmp_path / "cache")
+    argv = ["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--ours", "GRU4Rec",
+            "--cache", cache, "--models", "SASRec,GRU4Rec"]
+    assert cli.main(argv) == 0
+    md = _md(docs)
+    assert "### mlslice: paired test over test users, GRU4Rec vs SASRec" in md
+    with open(os.path.join(docs, "tiny", "significance.csv")) as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["baseline"] == "SASRec" and row["seed"] == "3" and int(row["users"]) == 120
+    sas, gru = tiny["records"]
+    assert float(row["mean_ours"]) == pytest.approx(gru["metrics"]["ndcg@10"], abs=1e-4)
+    assert float(row["mean_base"]) == pytest.approx(sas["metrics"]["ndcg@10"], abs=1e-4)
+    assert 0 <= float(row["wilcoxon_p"]) <= 1 and 0 <= float(row["t_p"]) <= 1
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(cache, "**", "*.npz"), recursive=True)) == [
+        "seed3.peruser.npz", "seed3.peruser.npz"]
+    imp = 100 * (gru["metrics"]["ndcg@10"] - sas["metrics"]["ndcg@10"]) / sas["metrics"]["ndcg@10"]
+    assert f"{imp:+.1f}% vs SASRec" in md
+
+
+def test_learning_curve_of_a_run_still_going(tiny, tmp_path):
+    # a FamouSRec run "in progress": its checkpoint folder holds a resume checkpoint (here the SASRec run's,
+    # copied), and no record; the curve comes from the checkpoint's metadata
+    sas_spec, fam_spec = tiny["specs"][0], tiny["specs"][2]
+    out = str(tmp_path / "out")
+    shutil.copytree(tiny["out"], out)
+    (resume,) = glob.glob(os.path.join(runs.checkpoint_dir(out, sas_spec), "*.resume.pth"))
+    os.makedirs(runs.checkpoint_dir(out, fam_spec))
+    shutil.copy(resume, runs.checkpoint_dir(out, fam_spec))
+    entry = compare.entries([fam_spec], out)[0]
+    assert entry["state"] == "pending" and entry["record"] is None
+    curve = compare.valid_curve(entry, out)
+    sas_scores = tiny["records"][0]["result"]["valid_scores"]
+    assert curve["source"] == "pending (resume checkpoint)" and curve["epochs_run"] == 2
+    assert curve["scores"] == {int(k): pytest.approx(v) for k, v in sas_scores.items()}
+    docs = str(tmp_path / "docs")
+    assert cli.main(["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs]) == 0
+    md = _md(docs)
+    assert "| FamouSRec | 3 | pending | 2 so far |" in md
