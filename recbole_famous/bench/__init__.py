@@ -10,7 +10,10 @@ Modules, one concept each:
 * ``efficiency``: parameters (total, active per user), inference time per 1,000 users;
 * ``trained``: a finished run's model and data, its best checkpoint loaded by ``pipeline.load_trained``;
 * ``table``: Table-2-style Markdown and CSV (mean ± spread over seeds, best/second best, improvement);
+* ``peruser``: a finished run's per-user test metrics from its checkpoint, RecBole's own, checked and cached;
+* ``compare``: Table 2 against the best baseline chosen on validation, paired tests over test users,
+  validation learning curves, for profiles whose runs may still be going;
 * ``ablations``: Table 3 / Figure 4 / Table 5 as FamouSRec config variants;
 * ``analysis`` and ``plots``: Figure 1, Figure 2, expert shares, Appendix A.4;
-* ``__main__``: ``python -m recbole_famous.bench {run,table,ablations,analyze}``.
+* ``__main__``: ``python -m recbole_famous.bench {run,status,table,compare,ablations,analyze}``.
 """
