@@ -73,7 +73,8 @@ def tiny(ml100k_slice, tmp_path_factory):
 
 def test_per_user_metrics_average_to_recboles_own(tiny):
     for record in tiny["records"]:
-        values = peruser.per_user(trained.load_run(record))
+        loaded = trained.load_run(record)
+        values = peruser.per_user(loaded)
         assert len(values["user_id"]) == len(set(values["user_id"].tolist())) == 120  # every user once
         keys = {f"{m}@{k}" for m in ("ndcg", "hit") for k in (5, 10, 50)}
         assert set(values) == {"user_id", *keys} and set(record["metrics"]) == keys
@@ -84,7 +85,6 @@ def test_per_user_metrics_average_to_recboles_own(tiny):
         assert (values["ndcg@10"] <= values["hit@10"]).all() and (values["ndcg@5"] <= values["ndcg@10"] + 1e-12).all()
         # each user's value against that user's own rank of the test item, computed here from the scores: the
         # values belong to the right users (a mean cannot show that)
-        loaded = trained.load_run(record)
         by_user = {k: dict(zip(values["user_id"].tolist(), values[f"ndcg@{k}"].tolist())) for k in (10, 50)}
         hits = 0
         with torch.no_grad():
@@ -195,3 +195,37 @@ def test_learning_curve_of_a_run_still_going(tiny, tmp_path):
     assert cli.main(["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs]) == 0
     md = _md(docs)
     assert "| FamouSRec | 3 | pending | 2 so far |" in md
+
+
+def test_p_cell_says_what_is_missing():
+    def entry(model, seed, finished, valid=0.1):
+        spec = plan.RunSpec(model, "Instruments", seed, "p")
+        record = {"spec": {"model": model, "seed": seed}, "valid_metrics": {"ndcg@10": valid}} if finished else None
+        return {"spec": spec, "state": "finished" if finished else "running", "record": record, "path": "x.json"}
+
+    models = {"SASRec": [entry("SASRec", 1, False)], "FamouSRec": [entry("FamouSRec", 1, True)]}
+    base, _ = compare.best_baseline(models, "FamouSRec")
+    assert base is None
+    assert compare.significance(models, "FamouSRec", base, "out")["note"] == "no baseline finished yet"
+    models = {"SASRec": [entry("SASRec", 2, True, 0.2)], "EMKD": [entry("EMKD", 1, True, 0.3)],
+              "FamouSRec": [entry("FamouSRec", 1, True), entry("FamouSRec", 2, False)]}
+    assert compare.best_baseline(models, "FamouSRec") == ("EMKD", 0.3)  # by validation NDCG@10
+    note = compare.significance(models, "FamouSRec", "SASRec", "out")["note"]
+    assert note == "no seed finished by both FamouSRec (seeds [1]) and SASRec (seeds [2])"
+    models["FamouSRec"] = [entry("FamouSRec", 1, False)]
+    assert compare.significance(models, "FamouSRec", "EMKD", "out")["note"] == "FamouSRec not finished yet"
+
+
+def test_a_failed_per_user_check_leaves_the_p_value_out(tiny, tmp_path):
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    shutil.copytree(tiny["out"], out)
+    path = runs.record_path(out, tiny["specs"][1])  # GRU4Rec's record, its test NDCG@10 made wrong
+    record = runs.load_record(path)
+    record["metrics"]["ndcg@10"] += 0.05
+    with open(path, "w") as f:
+        json.dump(record, f)
+    argv = ["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs, "--ours", "GRU4Rec"]
+    assert cli.main(argv) == 1
+    md = _md(docs)
+    assert "Per-user check FAILED: seed 3: GRU4Rec on mlslice, seed 3: the mean of the per-user ndcg@10" in md
+    assert "Wilcoxon p =" not in md and not os.path.isfile(peruser.cache_path(path))
