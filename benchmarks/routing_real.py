@@ -27,6 +27,9 @@ VARIANTS = {
     "routing": ROUTING,
     "routing_wo_router": {**ROUTING, "use_router": False},
     **{f"routing_all_{k}": {**ROUTING, "experts": [k] * 4} for k in ("attention", "gru", "mamba", "mlp")},
+    # issue 13's faster FamouSRec: experts on the real positions of each history, L_spe on 64 users per batch
+    "paper_history": {"expert_input": "history"},
+    "paper_fast": {"expert_input": "history", "spe_users": 64},
 }
 
 
