@@ -115,7 +115,23 @@ def test_spe_users_computes_l_spe_on_the_drawn_users():
     torch.testing.assert_close(l_spe, want, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [{"expert_input": "padded"}, {"expert_parts": 0}, {"spe_users": -1}])
+@pytest.mark.parametrize("bad", [{"expert_input": "padded"}, {"expert_parts": 0}, {"spe_users": -1}, {"spe_items": -2}])
 def test_bad_keys_are_one_line_errors(bad):
     with pytest.raises(UsageError, match=next(iter(bad))):
         make_model(**bad)
+
+
+def test_spe_items_computes_l_spe_over_the_drawn_items_only():
+    torch.manual_seed(0)
+    model = make_model(experts=["attention", "gru", "mlp"], spe_items=11, spe_mode="exact", lambda_spe=1.0)
+    batch = make_batch(batch=7)
+    torch.manual_seed(5)
+    l_spe = model.calculate_loss(batch)[1]
+    torch.manual_seed(5)
+    model.spe_items = 0
+    out, _ = model.encode(batch["item_id_list"], batch["item_length"], "exact")
+    items = model.item_embedding.weight
+    subset = torch.randperm(items.size(0))[:11]  # drawn after the encoding, as calculate_loss does
+    want = specialization_loss(out.own, out.pairs, items[subset])
+    torch.testing.assert_close(l_spe, want, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(l_spe, specialization_loss(out.own, out.pairs, items))

@@ -60,6 +60,8 @@ Speed (issue 13; ``docs/speed.md`` measures them):
   its longest history (``history.py``); ``window`` reads the whole left-padded window, spill included.
 * ``spe_users``: L_spe (Eqs. 11-13) on that many users drawn at random from each batch (0 = all): each KL
   is still over all items; the numerator and denominator are estimated on the subset (unbiased each).
+* ``spe_items``: L_spe's item distributions (Eq. 13) over that many items drawn at random per batch
+  (0 = all |I|): the KLs of the distributions renormalised on the subset, a biased, cheaper estimate.
 """
 import torch
 import torch.nn.functional as F
@@ -86,7 +88,7 @@ DEFAULTS = {
     "use_router": True, "frequency_learning": True, "force_expert": None,
     "gate_summary": "last", "gate_hidden_size": 0, "filter_init": "fmlp", "inter_layer": "residual",
     "align_stop_grad": True, "gate_input": "components", "train_routing": "dense", "balance_loss": "paper",
-    "align_target": "mixture", "dropout_position": "embedding", "diagnostics_users": 2048, "expert_input": "window", "expert_parts": 8, "spe_users": 0,
+    "align_target": "mixture", "dropout_position": "embedding", "diagnostics_users": 2048, "expert_input": "window", "expert_parts": 8, "spe_users": 0, "spe_items": 0,
     "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
 }
 
@@ -120,7 +122,7 @@ class FamouSRec(SequentialRecommender):
         after = c["dropout_position"] == "components"
         self.spe_mode = c["spe_mode"]
         self.spe_chunk_size, self.spe_epsilon = int(c["spe_chunk_size"]), float(c["spe_epsilon"])
-        self.spe_users = int(c["spe_users"])
+        self.spe_users, self.spe_items = int(c["spe_users"]), int(c["spe_items"])
         self.initializer_range = float(c["initializer_range"])
         self.diagnostics_users = int(c["diagnostics_users"])
         d = self.hidden_size = int(c["hidden_size"])
@@ -174,7 +176,7 @@ class FamouSRec(SequentialRecommender):
                 raise UsageError(f"FamouSRec: {key} must be one of {list(allowed)}, got {c[key]!r}")
         if c["spe_mode"] not in ("exact", "sampled"):
             raise UsageError(f"FamouSRec: spe_mode must be 'exact' or 'sampled', got {c['spe_mode']!r}")
-        for key in ("expert_parts", "spe_users"):
+        for key in ("expert_parts", "spe_users", "spe_items"):
             if int(c[key]) < (1 if key == "expert_parts" else 0):
                 raise UsageError(f"FamouSRec: {key} must be >= {1 if key == 'expert_parts' else 0}, got {c[key]}")
         if c["loss_type"] != "CE":
@@ -256,7 +258,9 @@ class FamouSRec(SequentialRecommender):
         l_rec = F.cross_entropy(f @ items.t() / self.temperature, interaction[self.POS_ITEM_ID])
         zero = f.new_zeros(())
         own = out.own if subset is None else out.own.index_select(0, subset)
-        l_spe = self.lambda_spe * specialization_loss(own, out.pairs, items, self.spe_chunk_size,
+        spe_items = items if not 0 < self.spe_items < items.size(0) else \
+            items.index_select(0, torch.randperm(items.size(0), device=items.device)[:self.spe_items])
+        l_spe = self.lambda_spe * specialization_loss(own, out.pairs, spe_items, self.spe_chunk_size,
                                                       self.spe_epsilon, sampled=self.spe_mode == "sampled") \
             if need_pairs else zero
         l_al = self.mu_align * alignment_loss(out.own, self._align_target(out, f), self.temperature,
