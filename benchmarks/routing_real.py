@@ -21,12 +21,22 @@ import torch
 from recbole_famous.config import PROPS_DIR, read_yaml  # noqa: E402
 
 ROUTING = read_yaml(os.path.join(PROPS_DIR, "famousrec_routing.yaml"))  # the routing options, one file
+FAST = {"expert_input": "history", "spe_users": 64}
 VARIANTS = {
     "paper": {},
     "paper_wo_router": {"use_router": False},
     "routing": ROUTING,
     "routing_wo_router": {**ROUTING, "use_router": False},
     **{f"routing_all_{k}": {**ROUTING, "experts": [k] * 4} for k in ("attention", "gru", "mamba", "mlp")},
+    # issue 13's faster FamouSRec: experts on the real positions of each history, L_spe on 64 users per batch
+    "paper_history": {"expert_input": "history"},
+    "paper_history_wo_router": {"expert_input": "history", "use_router": False},
+    "paper_fast": FAST,
+    "paper_history_items1024": {"expert_input": "history", "spe_items": 1024},
+    "paper_fast_wo_router": {**FAST, "use_router": False},
+    **{f"paper_fast_all_{k}": {**FAST, "experts": [k] * 4} for k in ("attention", "gru", "mamba", "mlp")},
+    "routing_fast": {**ROUTING, **FAST},
+    "routing_fast_wo_router": {**ROUTING, **FAST, "use_router": False},
 }
 
 

@@ -7,6 +7,10 @@ position n-1, (B, d): the same numbers as ``forward(x, mask)[:, -1]`` (tested), 
 work where the kind allows it (attention: one query row and one feed-forward row; mlp: one row).
 The last MoE layer only ever needs that position (Eqs. 7, 10, 11-14), so it uses ``forward_last``.
 
+``forward_history(x, mask, last)`` is the same for a right-padded input (``expert_input: history``,
+``history.py``): x starts at the first real item, ``last`` indexes the last one, and the output is read there.
+Every kind is causal, so that output depends on the real items only (the trailing padding is never read).
+
 Kinds (config list ``experts``; repeats allowed):
 
 * ``attention``: a SASRec layer: multi-head causal self-attention, then the point-wise
@@ -46,6 +50,11 @@ class ExpertParams:
     expand: int = 2
 
 
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[u, index[u]]`` for x (B, L, d): (B, d)."""
+    return x.gather(1, index.view(-1, 1, 1).expand(-1, 1, x.size(-1))).squeeze(1)
+
+
 class PointwiseFFN(nn.Module):
     """``LayerNorm(x + Dropout(W2 act(W1 x)))`` on the last axis (any leading shape)."""
 
@@ -72,6 +81,11 @@ class Expert(nn.Module):
 
     def forward_last(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.forward(x, mask)[:, -1]
+
+    def forward_history(self, x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Right-padded input (``expert_input: history``): x (B, L, d) from the first real item, ``mask`` (B, L),
+        ``last`` (B,) the index of the last real item; returns (B, d), the output there."""
+        return gather_rows(self.forward(x, mask), last)
 
 
 class AttentionExpert(Expert):
@@ -118,6 +132,14 @@ class AttentionExpert(Expert):
         v = F.linear(x, w[2 * self.d:], b[2 * self.d:])
         return self._attend(x_last, q, k, v, mask[:, None, None, :]).squeeze(1)
 
+    def forward_history(self, x, mask, last):
+        w, b = self.qkv.weight, self.qkv.bias
+        x_last = gather_rows(x, last).unsqueeze(1)  # right padded: the real keys are exactly those up to ``last``
+        q = F.linear(x_last, w[:self.d], b[:self.d])
+        k = F.linear(x, w[self.d:2 * self.d], b[self.d:2 * self.d])
+        v = F.linear(x, w[2 * self.d:], b[2 * self.d:])
+        return self._attend(x_last, q, k, v, mask[:, None, None, :]).squeeze(1)
+
 
 class GRUExpert(Expert):
     """GRU4Rec-style: ``LayerNorm(x + Dropout(W GRU(x)))``."""
@@ -137,6 +159,10 @@ class GRUExpert(Expert):
     def forward_last(self, x, mask):
         _, h_last = self.gru(x)  # (1, B, d): the state after position n-1
         return self.norm(x[:, -1] + self.dropout(self.proj(h_last[0])))
+
+    def forward_history(self, x, mask, last):
+        y, _ = self.gru(x)  # causal: the state at ``last`` has read the real items only
+        return self.norm(gather_rows(x, last) + self.dropout(self.proj(gather_rows(y, last))))
 
 
 class MambaExpert(Expert):
@@ -161,6 +187,10 @@ class MambaExpert(Expert):
         y = self.mixer(x)[:, -1]
         return self.ffn(self.norm(x[:, -1] + self.dropout(y)))
 
+    def forward_history(self, x, mask, last):
+        y = gather_rows(self.mixer(x), last)  # causal (its convolution pads on the left)
+        return self.ffn(self.norm(gather_rows(x, last) + self.dropout(y)))
+
 
 class MLPExpert(Expert):
     """The point-wise feed-forward network: each position on its own."""
@@ -175,6 +205,9 @@ class MLPExpert(Expert):
 
     def forward_last(self, x, mask):
         return self.ffn(x[:, -1])
+
+    def forward_history(self, x, mask, last):
+        return self.ffn(gather_rows(x, last))
 
 
 EXPERT_KINDS = {cls.kind: cls for cls in (AttentionExpert, GRUExpert, MambaExpert, MLPExpert)}

@@ -52,6 +52,16 @@ Options that let the router route (issue 12; ``docs/results/synth/README.md`` me
 * ``align_target: others``: L_al's positive is the mixture of the *other* experts.
 * ``dropout_position: components``: hidden dropout after the filters, not before the FFT.
 * ``diagnostics_users``: routing diagnostics after each validation (``diagnostics.py``).
+
+Speed (issue 13; ``docs/speed.md`` measures them):
+
+* ``expert_input: history``: each expert reads only the real positions of its component (from the first
+  real item, read out at the last), on ``expert_parts`` length-sorted parts of the batch, each trimmed to
+  its longest history (``history.py``); ``window`` reads the whole left-padded window, spill included.
+* ``spe_users``: L_spe (Eqs. 11-13) on that many users drawn at random from each batch (0 = all): each KL
+  is still over all items; the numerator and denominator are estimated on the subset (unbiased each).
+* ``spe_items``: L_spe's item distributions (Eq. 13) over that many items drawn at random per batch
+  (0 = all |I|): the KLs of the distributions renormalised on the subset, a biased, cheaper estimate.
 """
 import torch
 import torch.nn.functional as F
@@ -64,6 +74,7 @@ from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams, MambaExpert
 from recbole_famous.model.losses import (alignment_loss, load_balance_loss, others_target, specialization_loss,
                                          switch_balance_loss)
 from recbole_famous.model.mixture import TRAIN_ROUTINGS, MoELayer
+from recbole_famous.model.history import EXPERT_INPUTS
 from recbole_famous.model.router import FILTER_INITS, GATE_INPUTS
 from recbole_famous.model.padding import right_to_left_pad
 
@@ -77,7 +88,8 @@ DEFAULTS = {
     "use_router": True, "frequency_learning": True, "force_expert": None,
     "gate_summary": "last", "gate_hidden_size": 0, "filter_init": "fmlp", "inter_layer": "residual",
     "align_stop_grad": True, "gate_input": "components", "train_routing": "dense", "balance_loss": "paper",
-    "align_target": "mixture", "dropout_position": "embedding", "diagnostics_users": 2048, "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
+    "align_target": "mixture", "dropout_position": "embedding", "diagnostics_users": 2048, "expert_input": "window", "expert_parts": 8, "spe_users": 0, "spe_items": 0,
+    "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
 }
 
 
@@ -110,6 +122,7 @@ class FamouSRec(SequentialRecommender):
         after = c["dropout_position"] == "components"
         self.spe_mode = c["spe_mode"]
         self.spe_chunk_size, self.spe_epsilon = int(c["spe_chunk_size"]), float(c["spe_epsilon"])
+        self.spe_users, self.spe_items = int(c["spe_users"]), int(c["spe_items"])
         self.initializer_range = float(c["initializer_range"])
         self.diagnostics_users = int(c["diagnostics_users"])
         d = self.hidden_size = int(c["hidden_size"])
@@ -127,7 +140,8 @@ class FamouSRec(SequentialRecommender):
                      frequency_learning=bool(c["frequency_learning"]), gate_summary=c["gate_summary"],
                      gate_hidden_size=int(c["gate_hidden_size"]), filter_init=c["filter_init"],
                      gate_input=c["gate_input"], train_routing=c["train_routing"],
-                     component_dropout=params.hidden_dropout_prob if after else 0.0)
+                     component_dropout=params.hidden_dropout_prob if after else 0.0,
+                     expert_input=c["expert_input"], expert_parts=int(c["expert_parts"]))
             for _ in range(self.n_layers))
         n_between = self.n_layers - 1 if self.inter_layer == "residual" else 0
         self.between_norms = nn.ModuleList(nn.LayerNorm(d, eps=params.layer_norm_eps) for _ in range(n_between))
@@ -155,12 +169,16 @@ class FamouSRec(SequentialRecommender):
         if c["filter_init"] not in FILTER_INITS:
             raise UsageError(f"FamouSRec: filter_init must be one of {list(FILTER_INITS)}, got {c['filter_init']!r}")
         choices = {"gate_input": GATE_INPUTS, "train_routing": TRAIN_ROUTINGS, "balance_loss": ("paper", "switch"),
-                   "align_target": ("mixture", "others"), "dropout_position": ("embedding", "components")}
+                   "align_target": ("mixture", "others"), "dropout_position": ("embedding", "components"),
+                   "expert_input": EXPERT_INPUTS}
         for key, allowed in choices.items():
             if c[key] not in allowed:
                 raise UsageError(f"FamouSRec: {key} must be one of {list(allowed)}, got {c[key]!r}")
         if c["spe_mode"] not in ("exact", "sampled"):
             raise UsageError(f"FamouSRec: spe_mode must be 'exact' or 'sampled', got {c['spe_mode']!r}")
+        for key in ("expert_parts", "spe_users", "spe_items"):
+            if int(c[key]) < (1 if key == "expert_parts" else 0):
+                raise UsageError(f"FamouSRec: {key} must be >= {1 if key == 'expert_parts' else 0}, got {c[key]}")
         if c["loss_type"] != "CE":
             raise UsageError(f"FamouSRec: only loss_type CE is supported (Eq. 15), got {c['loss_type']!r}")
         if float(c["temperature"]) <= 0:
@@ -198,7 +216,7 @@ class FamouSRec(SequentialRecommender):
                 nn.init.xavier_uniform_(module.weight_ih_l0)
 
     # ---- encoder -------------------------------------------------------------------------------
-    def encode(self, item_seq, item_seq_len, need_pairs=None):
+    def encode(self, item_seq, item_seq_len, need_pairs=None, pair_users=None):
         """Left pad, embed (Eq. 1), run the MoE layers; returns the last layer's ``MoEOutput`` and
         every layer's gate logits. ``hidden`` of the output is f (B, d), Eq. 7 at position n-1."""
         if item_seq.size(1) < self.max_seq_length:  # a length-trimmed batch: the filters are defined on the full window
@@ -215,7 +233,7 @@ class FamouSRec(SequentialRecommender):
         for index, layer in enumerate(self.layers):
             last = index == self.n_layers - 1
             out = layer(h * keep, mask, top_k=top_k, last_only=last, need_pairs=need_pairs if last else None,
-                        force_expert=force)
+                        force_expert=force, pair_users=pair_users if last else None)
             gates.append(out.gate_logits)
             if out.chosen is not None:
                 self.expert_usage[index] += torch.bincount(out.chosen, minlength=self.n_experts).to(
@@ -232,11 +250,17 @@ class FamouSRec(SequentialRecommender):
     def calculate_loss(self, interaction):
         """``(L_rec, λ·L_spe, μ·L_al, γ·L_bal)`` (Eq. 17): RecBole sums the tuple and logs each part."""
         need_pairs = self.spe_mode if self.lambda_spe > 0 and self.n_experts > 1 else None
-        out, gates = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], need_pairs)
+        seq = interaction[self.ITEM_SEQ]
+        subset = torch.randperm(seq.size(0), device=seq.device)[:self.spe_users] \
+            if need_pairs and 0 < self.spe_users < seq.size(0) else None
+        out, gates = self.encode(seq, interaction[self.ITEM_SEQ_LEN], need_pairs, subset)
         f, items = out.hidden, self.item_embedding.weight
         l_rec = F.cross_entropy(f @ items.t() / self.temperature, interaction[self.POS_ITEM_ID])
         zero = f.new_zeros(())
-        l_spe = self.lambda_spe * specialization_loss(out.own, out.pairs, items, self.spe_chunk_size,
+        own = out.own if subset is None else out.own.index_select(0, subset)
+        spe_items = items if not 0 < self.spe_items < items.size(0) else \
+            items.index_select(0, torch.randperm(items.size(0), device=items.device)[:self.spe_items])
+        l_spe = self.lambda_spe * specialization_loss(own, out.pairs, spe_items, self.spe_chunk_size,
                                                       self.spe_epsilon, sampled=self.spe_mode == "sampled") \
             if need_pairs else zero
         l_al = self.mu_align * alignment_loss(out.own, self._align_target(out, f), self.temperature,

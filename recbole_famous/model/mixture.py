@@ -22,6 +22,10 @@ user to its top-1 expert and scales that expert's output by its full-softmax pro
 it serves. At inference the weight of a single chosen expert is 1 (a positive scale does not
 change a user's ranking).
 
+``expert_input``: ``window`` (every expert reads its component over the whole left-padded window) or
+``history`` (each user's real positions only, on ``expert_parts`` length-sorted parts of the batch, each
+trimmed to its longest history: ``history.py``).
+
 ``component_dropout`` > 0 applies dropout to each component after the filters (instead of to the
 embeddings before the FFT, ``FamouSRec``'s ``dropout_position: components``).
 """
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 from recbole_famous.model.experts import ExpertParams, build_expert
+from recbole_famous.model.history import EXPERT_INPUTS, encode_histories
 from recbole_famous.model.router import FrequencyRouter
 
 TRAIN_ROUTINGS = ("dense", "switch")
@@ -90,7 +95,8 @@ class MoEOutput:
     gate_logits: Optional[torch.Tensor]  # g (B, K); None when the router is off
     own: Optional[torch.Tensor] = None  # M_j(x_j) for every j (B, K, [n,] d): dense path only
     pairs: Optional[torch.Tensor] = None  # M_k(x_j) at the last position: (B, K_j, K_k, d) for need_pairs
-    #                                       "exact"; (B, 1, K, d), one random j != k per user, for "sampled"
+    #                                       "exact"; (B, 1, K, d), one random j != k per user, for "sampled";
+    #                                       only the rows of ``pair_users`` when it is given
     chosen: Optional[torch.Tensor] = None  # top-1 expert per user (B,): inference only
 
 
@@ -105,10 +111,13 @@ class MoELayer(nn.Module):
     def __init__(self, kinds: List[str], params: ExpertParams, max_len: int, *, use_router: bool = True,
                  frequency_learning: bool = True, gate_summary: str = "last", gate_hidden_size: int = 0,
                  filter_init: str = "fmlp", gate_input: str = "components", train_routing: str = "dense",
-                 component_dropout: float = 0.0):
+                 component_dropout: float = 0.0, expert_input: str = "window", expert_parts: int = 1):
         super().__init__()
         if train_routing not in TRAIN_ROUTINGS:
             raise ValueError(f"train_routing must be one of {TRAIN_ROUTINGS}, got {train_routing!r}")
+        if expert_input not in EXPERT_INPUTS:
+            raise ValueError(f"expert_input must be one of {EXPERT_INPUTS}, got {expert_input!r}")
+        self.expert_input, self.expert_parts = expert_input, max(1, int(expert_parts))
         self.train_routing = train_routing
         self.component_dropout = nn.Dropout(component_dropout) if component_dropout > 0 else None
         self.kinds = list(kinds)
@@ -120,12 +129,34 @@ class MoELayer(nn.Module):
                                       gate_input=gate_input)
         self.experts = nn.ModuleList(build_expert(kind, params) for kind in self.kinds)
 
-    def _run(self, j, x, m, last_only):
-        expert = self.experts[j]
+    def _expert_on(self, expert, x, m, last_only):
+        """One expert on components ``x`` (b, n, d) with real-item mask ``m`` (b, n): over the whole window, or
+        (``expert_input: history``) on each history's real positions, in ``expert_parts`` length-sorted parts."""
+        if self.expert_input == "history":
+            return encode_histories(expert, x, m, last_only, self.expert_parts)
         return expert.forward_last(x, m) if last_only else expert(x, m)
 
+    def _run(self, j, x, m, last_only):
+        return self._expert_on(self.experts[j], x, m, last_only)
+
+    def _pairs(self, comps, mask, mode, users=None):
+        """M_k(x_j) at the last position for L_spe (Eq. 11), for ``users`` (an index, or None = every user):
+        (b, K_j, K_k, d) every pair (``exact``), or (b, 1, K, d) one random j != k per user and expert (``sampled``)."""
+        if users is not None:
+            comps, mask = comps.index_select(0, users), mask.index_select(0, users)
+        b, k_all = comps.shape[:2]
+        if mode == "exact":
+            flat = comps.reshape(b * k_all, *comps.shape[2:])  # row u*K + j = component j of user u
+            flat_mask = mask.repeat_interleave(k_all, dim=0)
+            return torch.stack([self._expert_on(e, flat, flat_mask, True).view(b, k_all, -1) for e in self.experts], dim=2)
+        rows = torch.arange(b, device=comps.device)
+        shift = torch.randint(1, k_all, (k_all, b), device=comps.device)  # j = k + shift mod K, never k
+        return torch.stack([self._expert_on(e, comps[rows, (k + shift[k]) % k_all], mask, True)
+                            for k, e in enumerate(self.experts)], dim=1).unsqueeze(1)
+
     def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: Optional[str] = None,
-                force_expert: Optional[int] = None) -> MoEOutput:
+                force_expert: Optional[int] = None, pair_users: Optional[torch.Tensor] = None) -> MoEOutput:
+        """``pair_users`` (an index into the batch): compute L_spe's pairs for those users only."""
         comps = self.router.components(h)  # (B, K, n, d)
         logits = self.router.gate_logits(comps, mask, h) if self.use_router else None
         if self.component_dropout is not None:
@@ -141,18 +172,13 @@ class MoELayer(nn.Module):
             hidden = sparse_dispatch(lambda j, x, m: self._run(j, x, m, last_only), comps, mask, top_idx, top_w)
             return MoEOutput(hidden, logits, chosen=top_idx[:, 0])
         pairs = None
-        if need_pairs == "exact" and last_only:
-            flat = comps.reshape(b * k_all, *comps.shape[2:])  # row u*K + j = component j of user u
-            flat_mask = mask.repeat_interleave(k_all, dim=0)
-            pairs = torch.stack([e.forward_last(flat, flat_mask).view(b, k_all, -1) for e in self.experts], dim=2)
+        if need_pairs == "exact" and last_only and pair_users is None:
+            pairs = self._pairs(comps, mask, "exact")
             own = pairs.diagonal(dim1=1, dim2=2).permute(0, 2, 1)  # (B, K, d): M_j(x_j)
         else:
             own = torch.stack([self._run(j, comps[:, j], mask, last_only) for j in range(k_all)], dim=1)
-            if need_pairs == "sampled" and last_only and k_all > 1:
-                users = torch.arange(b, device=h.device)
-                shift = torch.randint(1, k_all, (k_all, b), device=h.device)  # j = k + shift mod K, never k
-                pairs = torch.stack([e.forward_last(comps[users, (k + shift[k]) % k_all], mask)
-                                     for k, e in enumerate(self.experts)], dim=1).unsqueeze(1)  # (B, 1, K, d)
+            if need_pairs and last_only and k_all > 1:
+                pairs = self._pairs(comps, mask, need_pairs, pair_users)
         if self.use_router and self.training and self.train_routing == "switch":
             weights, top_idx = switch_gates(logits)
         elif self.use_router:

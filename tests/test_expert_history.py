@@ -1,0 +1,137 @@
+"""``expert_input: history`` (model/history.py): experts on each history's real positions, in length-sorted parts.
+
+What must hold: the re-layout is exact; an expert's output for a user depends on that user's history only (not
+on the trailing padding, the batch, or how the batch is cut into parts), in the forward pass and the gradient;
+the attention and MLP experts, which already ignore the padding, give the same numbers in both layouts; and
+``spe_users`` computes L_spe on exactly the drawn users.
+"""
+import pytest
+import torch
+
+from famousrec_fakes import make_batch, make_model
+from recbole_famous.errors import UsageError
+from recbole_famous.model.experts import ExpertParams, build_expert
+from recbole_famous.model.history import encode_histories, left_to_right, right_to_left
+from recbole_famous.model.losses import specialization_loss
+
+KINDS = ["attention", "gru", "mamba", "mlp"]
+
+
+def _left_padded(lengths, n=9, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.as_tensor(lengths)
+    mask = torch.arange(n)[None] >= (n - lengths)[:, None]
+    x = torch.randn(len(lengths), n, d, generator=g)  # non-zero in the padding too: the filters' spill
+    return x, mask, lengths
+
+
+def test_layouts_round_trip_on_the_real_positions():
+    x, mask, lengths = _left_padded([9, 4, 1, 6])
+    right = left_to_right(x, lengths, 9)
+    for u, t in enumerate(lengths.tolist()):
+        assert torch.equal(right[u, :t], x[u, 9 - t:]) and not right[u, t:].any()
+    back = right_to_left(right, lengths, 9)
+    assert torch.equal(back, x * mask.unsqueeze(-1))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_history_output_is_the_expert_on_the_unpadded_history(kind):
+    torch.manual_seed(0)
+    expert = build_expert(kind, ExpertParams(8, 16, 2, 0.0, 0.0, d_state=4)).eval()
+    x, mask, lengths = _left_padded([9, 4, 1, 6])
+    with torch.no_grad():
+        got = encode_histories(expert, x, mask, True, n_parts=3)
+        full = encode_histories(expert, x, mask, False, n_parts=2)
+        for u, t in enumerate(lengths.tolist()):
+            alone = x[u:u + 1, 9 - t:]  # the history alone, no padding at all
+            want = expert.forward_last(alone, torch.ones(1, t, dtype=torch.bool))[0]
+            torch.testing.assert_close(got[u], want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(full[u, -1], want, atol=1e-5, rtol=1e-5)
+            assert not full[u, :9 - t].any()
+
+
+@pytest.mark.parametrize("kind", ["attention", "mlp"])
+def test_kinds_that_ignore_the_padding_agree_in_both_layouts(kind):
+    torch.manual_seed(0)
+    expert = build_expert(kind, ExpertParams(8, 16, 2, 0.0, 0.0)).eval()
+    x, mask, _ = _left_padded([9, 4, 1, 6])
+    with torch.no_grad():
+        torch.testing.assert_close(encode_histories(expert, x, mask, True, 4), expert.forward_last(x, mask),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_gru_and_mamba_in_the_window_layout_do_read_the_padding():
+    """Why ``history`` is a different model for them: in ``window`` they run over the padded positions."""
+    torch.manual_seed(0)
+    x, mask, _ = _left_padded([3, 3])
+    for kind in ("gru", "mamba"):
+        expert = build_expert(kind, ExpertParams(8, 16, 2, 0.0, 0.0, d_state=4)).eval()
+        with torch.no_grad():
+            assert not torch.allclose(encode_histories(expert, x, mask, True, 1), expert.forward_last(x, mask),
+                                      atol=1e-3)
+
+
+@pytest.mark.parametrize("spe_mode", ["exact", "sampled"])
+def test_loss_and_gradient_do_not_depend_on_the_parts(spe_mode):
+    batch = make_batch(batch=9, lengths=[8, 1, 3, 5, 2, 8, 7, 1, 4])
+    results = []
+    for parts in (1, 4, 9):
+        torch.manual_seed(0)
+        model = make_model(experts=KINDS, expert_input="history", expert_parts=parts, spe_mode=spe_mode)
+        torch.manual_seed(1)
+        losses = model.calculate_loss(batch)
+        sum(losses).backward()
+        results.append((torch.stack(losses).detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                                       if p.grad is not None}))
+    for losses, grads in results[1:]:
+        torch.testing.assert_close(losses, results[0][0], atol=1e-5, rtol=1e-5)
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, results[0][1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_history_prediction_depends_on_the_user_only():
+    torch.manual_seed(0)
+    model = make_model(experts=KINDS, expert_input="history", expert_parts=3, n_layers=2).eval()
+    batch = make_batch(lengths=[8, 3, 1, 5, 6])
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        for u in (1, 2):
+            alone = {k: v[u:u + 1] for k, v in batch.items()}
+            torch.testing.assert_close(model.full_sort_predict(alone)[0], scores[u], atol=1e-5, rtol=1e-5)
+
+
+def test_spe_users_computes_l_spe_on_the_drawn_users():
+    torch.manual_seed(0)
+    model = make_model(experts=["attention", "gru", "mlp"], spe_users=3, spe_mode="exact", lambda_spe=1.0)
+    batch = make_batch(batch=7)
+    torch.manual_seed(5)
+    users = torch.randperm(7)[:3]
+    torch.manual_seed(5)
+    l_spe = model.calculate_loss(batch)[1]
+    sub = {k: v[users] for k, v in batch.items()}
+    model.spe_users = 0
+    out, _ = model.encode(sub["item_id_list"], sub["item_length"], "exact")
+    want = specialization_loss(out.own, out.pairs, model.item_embedding.weight)
+    torch.testing.assert_close(l_spe, want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"expert_input": "padded"}, {"expert_parts": 0}, {"spe_users": -1}, {"spe_items": -2}])
+def test_bad_keys_are_one_line_errors(bad):
+    with pytest.raises(UsageError, match=next(iter(bad))):
+        make_model(**bad)
+
+
+def test_spe_items_computes_l_spe_over_the_drawn_items_only():
+    torch.manual_seed(0)
+    model = make_model(experts=["attention", "gru", "mlp"], spe_items=11, spe_mode="exact", lambda_spe=1.0)
+    batch = make_batch(batch=7)
+    torch.manual_seed(5)
+    l_spe = model.calculate_loss(batch)[1]
+    torch.manual_seed(5)
+    model.spe_items = 0
+    out, _ = model.encode(batch["item_id_list"], batch["item_length"], "exact")
+    items = model.item_embedding.weight
+    subset = torch.randperm(items.size(0))[:11]  # drawn after the encoding, as calculate_loss does
+    want = specialization_loss(out.own, out.pairs, items[subset])
+    torch.testing.assert_close(l_spe, want, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(l_spe, specialization_loss(out.own, out.pairs, items))
