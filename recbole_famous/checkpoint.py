@@ -53,6 +53,7 @@ ENV_KEYS = frozenset({
     "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "ip", "port", "offset", "worker",
     "log_wandb", "wandb_project", "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
     "eval_batch_size", "config_files",
+    "expert_parts",  # FamouSRec's experts on length-sorted parts of a batch: the same numbers for any count (tested)
 })
 # Keys that only shape training: a trained model is evaluated and served the same whatever they were.
 TRAIN_KEYS = frozenset({
@@ -61,6 +62,7 @@ TRAIN_KEYS = frozenset({
     "enable_amp", "enable_scaler", "length_batches", "length_split",
     # FamouSRec's training-only knobs (the auxiliary loss weights and their computation, experts active in training)
     "lambda_spe", "mu_align", "gamma_balance", "train_top_k", "align_stop_grad", "spe_chunk_size", "spe_epsilon",
+    "spe_users", "spe_items",
 })
 # Keys an evaluation or a serving call may choose freely: what is measured, and how inference routes.
 INFERENCE_KEYS = frozenset({
@@ -71,6 +73,13 @@ RESUME_KEYS = frozenset({"epochs", "stopping_step"})
 # Keys added after checkpoints were first written, with the value that reproduces what those runs did: a checkpoint
 # without the key compares (and resumes) as if it held this value.
 LEGACY_VALUES = {"length_batches": False, "length_split": 0}
+# The same for keys of one model only (a checkpoint of another model never holds them).
+LEGACY_MODEL_VALUES = {"FamouSRec": {"expert_input": "window", "spe_users": 0, "spe_items": 0}}
+
+
+def legacy_values(model) -> dict:
+    """The legacy values that apply to a checkpoint of ``model``."""
+    return {**LEGACY_VALUES, **LEGACY_MODEL_VALUES.get(str(model), {})}
 
 # Settings that describe one process of a run, not the run: never stored, never replayed.
 _RUNTIME_SETTINGS = frozenset({"local_rank", "world_size", "ip", "port", "nproc", "offset", "device", "single_spec"})
@@ -198,7 +207,8 @@ def check_compatible(ckpt, config, use: str) -> None:
     if m["dataset"] != config["dataset"]:
         raise UsageError(f"checkpoint {path} was trained on dataset '{m['dataset']}', not '{config['dataset']}'")
     allowed = TRAIN_KEYS | INFERENCE_KEYS if use == "eval" else RESUME_KEYS
-    theirs, ours = {**{k: _canon(v) for k, v in LEGACY_VALUES.items()}, **m["fingerprint"]}, fingerprint(config)
+    theirs = {**{k: _canon(v) for k, v in legacy_values(m["model"]).items()}, **m["fingerprint"]}
+    ours = fingerprint(config)
     diffs = []
     for key in sorted(set(theirs) | set(ours)):
         if key in allowed or theirs.get(key) == ours.get(key):
@@ -269,7 +279,7 @@ def rebuild_inputs(ckpt, model=None, dataset=None, config_files=None, overrides=
     from recbole_famous.config import read_yaml
 
     m = meta(ckpt)
-    merged = {k: v for k, v in LEGACY_VALUES.items() if k not in (m.get("fingerprint") or {})}
+    merged = {k: v for k, v in legacy_values(m["model"]).items() if k not in (m.get("fingerprint") or {})}
     merged.update(m.get("settings") or {})
     for path in config_files or []:
         merged.update(read_yaml(path))

@@ -124,3 +124,32 @@ def test_ablation_report_from_hand_made_records(tmp_path):
     assert "| all gru (x3) | 1 |" in text and "-50.0%" in text and "| w/o L_al | 0 |" in text
     assert _is_png(str(tmp_path / "docs" / "figure4_Toy.png"))
     assert "profile,group,variant" in open(csv_path).readline()
+
+
+def test_sasrec_states_of_a_length_split_model_cover_the_whole_batch():
+    """Figure 1 reads the encoder's states through a hook; a length-split run wraps the instance's forward
+    (``length_split: auto``), which must not leave only the last part's states."""
+    from torch import nn
+
+    from recbole_famous.data import length_batches as lb
+
+    class Encoder(nn.Module):
+        def forward(self, x):
+            return [x * 2.0]
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trm_encoder, self.emb = Encoder(), nn.Embedding(20, 3)
+
+        def forward(self, item_seq, item_seq_len):
+            states = self.trm_encoder(self.emb(item_seq))[-1]
+            return states.gather(1, (item_seq_len - 1).view(-1, 1, 1).expand(-1, 1, 3)).squeeze(1)
+
+    model = Toy()
+    seq = torch.randint(1, 20, (10, 6))
+    lengths = torch.randint(1, 7, (10,))
+    want = analysis.sasrec_states(model, seq, lengths)
+    model.forward = lb.split_forward(model.forward, 4)
+    got = analysis.sasrec_states(model, seq, lengths)
+    assert got.shape == (10, 6, 3) and torch.equal(got, want)

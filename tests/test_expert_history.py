@@ -135,3 +135,27 @@ def test_spe_items_computes_l_spe_over_the_drawn_items_only():
     want = specialization_loss(out.own, out.pairs, items[subset])
     torch.testing.assert_close(l_spe, want, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(l_spe, specialization_loss(out.own, out.pairs, items))
+
+
+def test_a_famousrec_checkpoint_from_before_the_keys_loads_and_resumes_as_window(quick_overrides):
+    """Checkpoints written before expert_input / expert_parts / spe_users / spe_items existed are read as what they
+    did (``checkpoint.LEGACY_MODEL_VALUES``); a SASRec checkpoint is not given FamouSRec's keys."""
+    from recbole_famous import checkpoint
+    from recbole_famous.pipeline import build_config
+
+    new = ("expert_input", "expert_parts", "spe_users", "spe_items")
+    now = build_config("FamouSRec", "mlslice", overrides=dict(quick_overrides))
+    old = {k: v for k, v in checkpoint.fingerprint(now).items() if k not in new}
+    ckpt = {checkpoint.META_KEY: {"model": "FamouSRec", "dataset": "mlslice", "fingerprint": old,
+                                  "settings": dict(quick_overrides)}}
+    _, _, _, settings = checkpoint.rebuild_inputs(ckpt)
+    assert settings["expert_input"] == "window"
+    checkpoint.check_compatible(ckpt, build_config("FamouSRec", "mlslice", overrides=settings), "resume")
+    with pytest.raises(UsageError, match="expert_input"):
+        checkpoint.check_compatible(ckpt, build_config("FamouSRec", "mlslice", overrides={
+            **settings, "expert_input": "history"}), "eval")
+    sas = build_config("SASRec", "mlslice", overrides=dict(quick_overrides))
+    sas_ckpt = {checkpoint.META_KEY: {"model": "SASRec", "dataset": "mlslice", "fingerprint": checkpoint.fingerprint(sas),
+                                      "settings": dict(quick_overrides)}}
+    assert "expert_input" not in checkpoint.rebuild_inputs(sas_ckpt)[3]
+    checkpoint.check_compatible(sas_ckpt, sas, "resume")

@@ -67,7 +67,9 @@ def sasrec_states(model, item_seq, item_seq_len) -> torch.Tensor:
     captured = {}
     handle = encoder.register_forward_hook(lambda mod, args, out: captured.__setitem__("h", out[-1]))
     try:
-        model.forward(item_seq, item_seq_len)
+        # the class's own forward: a length-split run wraps the instance's (``length_split``), which would call the
+        # encoder once per part and leave only the last part's states in the hook
+        type(model).forward(model, item_seq, item_seq_len)
     finally:
         handle.remove()
     return captured["h"]
@@ -83,7 +85,8 @@ def gt_rank(scores: torch.Tensor, history_index, target: torch.Tensor) -> torch.
     return (scores > gt).sum(1)
 
 
-def _batches(loaded):
+def test_batches(loaded):
+    """(model in eval mode, test interaction, history index) per test batch of a loaded run."""
     model = loaded.model.eval()
     device = next(model.parameters()).device
     for batch in loaded.test_data:
@@ -98,7 +101,7 @@ def frequency_component_users(loaded) -> dict:
     counts = {name: 0.0 for name in FILTERS}
     winners, apf_rank = {}, {}
     masks = None
-    for model, inter, history_index in _batches(loaded):
+    for model, inter, history_index in test_batches(loaded):
         seq, length = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
         states = left_align(sasrec_states(model, seq, length), length)
         masks = masks or band_masks(states.size(1))
@@ -136,7 +139,7 @@ def routing(loaded) -> dict:
     {user: j}, "rank": {user: r}, "share": {kind label: share}}``."""
     experts, ranks = {}, {}
     kinds = None
-    for model, inter, history_index in _batches(loaded):
+    for model, inter, history_index in test_batches(loaded):
         kinds = list(model.kinds)
         out, gates = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
         if out.chosen is not None:
