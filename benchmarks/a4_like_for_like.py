@@ -41,8 +41,13 @@ def main(argv=None):
     if fam.config["dataset"] != dataset:
         print(f"error: the checkpoints are of two datasets ({dataset}, {fam.config['dataset']})", file=sys.stderr)
         return 2
+    import time
+
+    t0 = time.perf_counter()
     table = lowfreq.sasrec_user_table(sas, args.k)
+    print(f"SASRec: {len(table['ranks'])} test users ranked under 5 bands, {time.perf_counter() - t0:.0f} s", flush=True)
     route = analysis.routing(fam)
+    print(f"FamouSRec: {len(route['rank'])} test users routed, {time.perf_counter() - t0:.0f} s", flush=True)
     rows = lowfreq.compare(table, route, args.k, args.min_len)
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, f"a4_{dataset}")

@@ -97,7 +97,8 @@ def compare(table: dict, route: dict, k: int = 10, min_len: int = 5) -> list:
     rows = []
     all_sas, all_fam, all_att = scores(common)
     for definition in DEFINITIONS:
-        low = [u for u in common if u in low_users(table, definition, k, min_len)]
+        chosen = low_users(table, definition, k, min_len)
+        low = [u for u in common if u in chosen]
         sas, fam, to_att = scores(low)
         rows.append({"definition": definition, "users": len(low), "of": len(common),
                      "SASRec_low": sas, "SASRec_all": all_sas, "FamouSRec_low": fam, "FamouSRec_all": all_fam,
