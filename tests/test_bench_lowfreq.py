@@ -56,3 +56,13 @@ def test_compare_rows_count_routing_to_attention():
     assert rows["figure1_hit"]["to_attention_low"] == 1.0 and rows["figure1"]["to_attention_all"] == 0.5
     hr, ndcg = rows["figure1_hit"]["SASRec_low"]  # user 1: APF rank 3
     assert hr == 1.0 and math.isclose(ndcg, 1 / math.log2(5))
+
+
+def test_each_definition_is_compared_with_the_rest_of_its_pool():
+    t = _table()
+    assert lowfreq.pool_users(t, "figure1_hit", k=10) == {1, 3, 4}  # user 2: no band within the top 10
+    assert lowfreq.pool_users(t, "spectrum", min_len=5) == {2, 3, 4}
+    route = {"kinds": ["attention"], "expert": {u: 0 for u in t["ranks"]}, "rank": {1: 0, 2: 50, 3: 1, 4: 4}}
+    row = {r["definition"]: r for r in lowfreq.compare(t, route)}["figure1_hit"]
+    assert row["pool"] == 3 and row["SASRec_rest"][0] == 1.0  # users 3 and 4: APF ranks 9 and 3
+    assert any("rest" in line for line in lowfreq.markdown([row]))

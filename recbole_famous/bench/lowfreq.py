@@ -63,6 +63,17 @@ def history_low_share(emb: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def pool_users(table: dict, definition: str, k: int = 10, min_len: int = 5) -> set:
+    """The users a definition chooses from: every user (``figure1``), the users some band serves within the top
+    ``k`` (``figure1_hit``), the users with at least ``min_len`` items (``spectrum``). Comparing the chosen users
+    with their pool, not with all users, removes what the choice itself selects (a hit, a long history)."""
+    if definition == "spectrum":
+        return {u for u, s in table["low_share"].items() if table["length"][u] >= min_len and s == s}
+    if definition == "figure1_hit":
+        return {u for u, row in table["ranks"].items() if min(row) < k}
+    return set(table["ranks"])
+
+
 def low_users(table: dict, definition: str, k: int = 10, min_len: int = 5) -> set:
     """The low-frequency users under ``definition`` (see the module docstring)."""
     names = analysis.FILTERS
@@ -97,21 +108,27 @@ def compare(table: dict, route: dict, k: int = 10, min_len: int = 5) -> list:
     rows = []
     all_sas, all_fam, all_att = scores(common)
     for definition in DEFINITIONS:
-        chosen = low_users(table, definition, k, min_len)
+        chosen, pool = low_users(table, definition, k, min_len), pool_users(table, definition, k, min_len)
         low = [u for u in common if u in chosen]
+        rest = [u for u in common if u in pool and u not in chosen]
         sas, fam, to_att = scores(low)
-        rows.append({"definition": definition, "users": len(low), "of": len(common),
+        rest_sas, rest_fam, rest_att = scores(rest)
+        rows.append({"definition": definition, "users": len(low), "of": len(common), "pool": len(low) + len(rest),
+                     "SASRec_rest": rest_sas, "FamouSRec_rest": rest_fam, "to_attention_rest": rest_att,
                      "SASRec_low": sas, "SASRec_all": all_sas, "FamouSRec_low": fam, "FamouSRec_all": all_fam,
                      "to_attention_low": to_att, "to_attention_all": all_att})
     return rows
 
 
 def markdown(rows: list, k: int = 10) -> list:
-    lines = [f"| definition | users | SASRec NDCG@{k} low / all | SASRec HR@{k} low / all | FamouSRec NDCG@{k} low / all "
-             "| routed to attention: low / all |", "|---|---:|---|---|---|---|"]
+    """The table: low = the chosen users, rest = the other users of their pool (``pool_users``), all = every user."""
+    lines = [f"| definition | low users (of pool) | SASRec NDCG@{k} low / rest / all | SASRec HR@{k} low / rest / all "
+             f"| FamouSRec NDCG@{k} low / rest / all | routed to attention: low / rest / all |",
+             "|---|---:|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['definition']} | {r['users']:,} of {r['of']:,} | {r['SASRec_low'][1]:.4f} / "
-                     f"{r['SASRec_all'][1]:.4f} | {r['SASRec_low'][0]:.4f} / {r['SASRec_all'][0]:.4f} | "
-                     f"{r['FamouSRec_low'][1]:.4f} / {r['FamouSRec_all'][1]:.4f} | "
-                     f"{r['to_attention_low']:.1%} / {r['to_attention_all']:.1%} |")
+        lines.append(f"| {r['definition']} | {r['users']:,} ({r['pool']:,}) | {r['SASRec_low'][1]:.4f} / "
+                     f"{r['SASRec_rest'][1]:.4f} / {r['SASRec_all'][1]:.4f} | {r['SASRec_low'][0]:.4f} / "
+                     f"{r['SASRec_rest'][0]:.4f} / {r['SASRec_all'][0]:.4f} | {r['FamouSRec_low'][1]:.4f} / "
+                     f"{r['FamouSRec_rest'][1]:.4f} / {r['FamouSRec_all'][1]:.4f} | {r['to_attention_low']:.1%} / "
+                     f"{r['to_attention_rest']:.1%} / {r['to_attention_all']:.1%} |")
     return lines
