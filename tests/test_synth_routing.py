@@ -39,10 +39,49 @@ def test_generator_writes_each_type_with_its_pattern(tmp_path):
     assert (again / "S.inter").read_text() == (folder / "S.inter").read_text()
 
 
+def test_generator_repeat_users_and_personal_periods(tmp_path):
+    """``repeat``: runs of the user's own length r along the global chain; ``period_max``: each periodic user has
+    its own period in [period, period_max], so the next item is the successor of the last item's previous
+    occurrence; the default mix and its numbers are unchanged by the new options."""
+    kw = dict(users_per_type=40, n_topics=5, items_per_topic=6, min_len=12, max_len=20, noise=0.0, seed=3,
+              echo=lambda *a: None)
+    folder = synth.generate("R", str(tmp_path), types=["periodic", "repeat", "drift"], period=3, period_max=6,
+                            repeat_min=2, repeat_max=4, **kw)
+    seqs, types = _read(folder, "R"), synth.read_types("R", str(tmp_path))
+    successor, periods, rs = {}, set(), set()
+    for u, seq in seqs.items():
+        if types[u] == "periodic":
+            p = next(p for p in range(1, len(seq)) if all(seq[t] == seq[t - p] for t in range(p, len(seq))))
+            assert 3 <= p <= 6 and len(set(seq)) == p
+            periods.add(p)
+        elif types[u] in ("repeat", "drift"):
+            runs = [[seq[0]]]
+            for item in seq[1:]:
+                if item == runs[-1][-1]:
+                    runs[-1].append(item)
+                else:
+                    runs.append([item])
+            for a, b in zip(runs, runs[1:]):  # the same global chain for both types
+                assert successor.setdefault(a[0], b[0]) == b[0]
+            inner = {len(r) for r in runs[1:-1]}  # the first and last runs may be cut
+            if types[u] == "drift":
+                assert all(len(r) == 1 for r in runs)
+            else:
+                assert len(inner) == 1 and 2 <= min(inner) <= 4 and all(len(r) <= min(inner) for r in runs)
+                rs |= inner
+    assert periods == {3, 4, 5, 6} and rs == {2, 3, 4}
+    # the defaults still give the same data (Synth3 stays reproducible): period_max None = period for everyone
+    a = synth.generate("D", str(tmp_path / "a"), period=2, **kw)
+    b = synth.generate("D", str(tmp_path / "b"), period=2, period_max=2, repeat_min=3, repeat_max=5, **kw)
+    assert (a / "D.inter").read_text() == (b / "D.inter").read_text()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"types": ["weekly"]}, "unknown behaviour type"),
     ({"min_len": 3}, "min_len"),
     ({"noise": 1.0}, "noise"),
+    ({"period": 3, "period_max": 2}, "period_max"),
+    ({"repeat_min": 3, "repeat_max": 2}, "repeat_min"),
 ])
 def test_generator_rejects_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
