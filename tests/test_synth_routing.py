@@ -70,6 +70,15 @@ def test_generator_repeat_users_and_personal_periods(tmp_path):
                 assert len(inner) == 1 and 2 <= min(inner) <= 4 and all(len(r) <= min(inner) for r in runs)
                 rs |= inner
     assert periods == {3, 4, 5, 6} and rs == {2, 3, 4}
+    # repeat_chain "own": repeat users walk a second chain, consistent among them and not the drift users' one
+    folder = synth.generate("O", str(tmp_path / "own"), types=["repeat", "drift"], repeat_chain="own", **kw)
+    seqs, types = _read(folder, "O"), synth.read_types("O", str(tmp_path / "own"))
+    maps = {"repeat": {}, "drift": {}}
+    for u, seq in seqs.items():
+        steps = [(a, b) for a, b in zip(seq, seq[1:]) if a != b]
+        for a, b in steps:
+            assert maps[types[u]].setdefault(a, b) == b
+    assert any(maps["drift"].get(a) not in (None, b) for a, b in maps["repeat"].items())
     # the defaults still give the same data (Synth3 stays reproducible): period_max None = period for everyone
     a = synth.generate("D", str(tmp_path / "a"), period=2, **kw)
     b = synth.generate("D", str(tmp_path / "b"), period=2, period_max=2, repeat_min=3, repeat_max=5, **kw)
@@ -82,6 +91,7 @@ def test_generator_repeat_users_and_personal_periods(tmp_path):
     ({"noise": 1.0}, "noise"),
     ({"period": 3, "period_max": 2}, "period_max"),
     ({"repeat_min": 3, "repeat_max": 2}, "repeat_min"),
+    ({"repeat_chain": "mine"}, "repeat_chain"),
 ])
 def test_generator_rejects_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -21,6 +21,10 @@ Items are ``n_topics`` topics of ``items_per_topic`` items each. Each user has o
   answer depends on a count (of the trailing run, and r from the earlier runs), which a recurrence
   keeps and a fixed linear filter cannot.
 
+``repeat_chain``: ``shared`` (default) walks the drift users' chain; ``own`` a second global chain of
+the same items, so that repeat and drift users need different successor maps (one expert serving both
+must hold both).
+
 ``period_max`` (default: ``period``) makes the period of each periodic user its own, uniform in
 ``[period, period_max]``: the next item is then the successor of the last item's previous occurrence
 in the history (a content-based lookup, as attention does), not the item a fixed number of steps back.
@@ -41,7 +45,8 @@ KNOWN_TYPES = TYPES + ("repeat",)
 
 
 def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: list, chain: list,
-              period: int, noise: float, period_max: int = None, repeat_min: int = 2, repeat_max: int = 4) -> list:
+              period: int, noise: float, period_max: int = None, repeat_min: int = 2, repeat_max: int = 4,
+              repeat_walk: list = None) -> list:
     if kind == "stable":
         a, b = rng.sample(range(len(topics)), 2)
         pool = topics[a] + topics[b]
@@ -58,7 +63,8 @@ def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: 
     elif kind == "repeat":
         r = rng.randint(repeat_min, repeat_max)
         pos, offset = rng.randrange(n_items), rng.randrange(r)
-        seq = [chain[(pos + (offset + t) // r) % n_items] for t in range(length)]
+        walk = repeat_walk or chain
+        seq = [walk[(pos + (offset + t) // r) % n_items] for t in range(length)]
     else:
         raise ValueError(f"unknown behaviour type {kind!r}; known: {', '.join(KNOWN_TYPES)}")
     return [rng.randrange(n_items) if rng.random() < noise else item for item in seq]
@@ -67,7 +73,7 @@ def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: 
 def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_topics: int = 10,
              items_per_topic: int = 10, min_len: int = 8, max_len: int = 20, period: int = 2,
              noise: float = 0.1, types=TYPES, seed: int = 0, period_max: int = None, repeat_min: int = 2,
-             repeat_max: int = 4, echo=print) -> Path:
+             repeat_max: int = 4, repeat_chain: str = "shared", echo=print) -> Path:
     """Write ``<out>/<name>/<name>.inter`` and ``.types``; returns the folder. See the module docstring."""
     types = list(types)
     unknown = [t for t in types if t not in KNOWN_TYPES]
@@ -81,6 +87,8 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
         raise ValueError(f"need period_max >= period, got {period_max} < {period}")
     if not 1 <= repeat_min <= repeat_max:
         raise ValueError(f"need 1 <= repeat_min <= repeat_max, got {repeat_min}, {repeat_max}")
+    if repeat_chain not in ("shared", "own"):
+        raise ValueError(f"repeat_chain must be 'shared' or 'own', got {repeat_chain!r}")
     if not 0.0 <= noise < 1.0:
         raise ValueError(f"noise must be in [0, 1), got {noise}")
     rng = random.Random(seed)
@@ -90,6 +98,10 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
     topics = [list(range(t * items_per_topic, (t + 1) * items_per_topic)) for t in range(n_topics)]
     chain = list(range(n_items))
     rng.shuffle(chain)
+    repeat_walk = None
+    if repeat_chain == "own":  # drawn only then: the default data stay the same
+        repeat_walk = list(range(n_items))
+        rng.shuffle(repeat_walk)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     rows, kinds = [], []
@@ -100,7 +112,7 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
             user = f"u{uid:06d}"
             length = rng.randint(min_len, max_len)
             for t, item in enumerate(_sequence(kind, rng, length, n_items, topics, chain, period, noise,
-                                                           period_max, repeat_min, repeat_max)):
+                                                           period_max, repeat_min, repeat_max, repeat_walk)):
                 rows.append(f"{user}\ti{item:05d}\t{t}\n")
             kinds.append(f"{user}\t{kind}\n")
     inter, type_file = folder / f"{name}.inter", folder / f"{name}.types"
