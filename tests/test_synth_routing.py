@@ -107,6 +107,22 @@ def test_cli_bad_type_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "S").exists()
 
 
+def test_cli_passes_the_new_options(tmp_path):
+    from recbole_famous.data.__main__ import main
+
+    assert main(["synth", "S", "--out", str(tmp_path), "--types", "periodic,repeat", "--users-per-type", "20",
+                 "--period", "3", "--period-max", "5", "--repeat-min", "3", "--repeat-max", "3",
+                 "--repeat-chain", "own", "--noise", "0"]) == 0
+    kinds = synth.read_types("S", str(tmp_path))
+    for u, seq in _read(tmp_path / "S", "S").items():
+        if kinds[u] == "periodic":
+            assert 3 <= len(set(seq)) <= 5
+        else:  # r = 3 for everyone: every run but the first and the last has length 3
+            bounds = [0] + [t for t in range(1, len(seq)) if seq[t] != seq[t - 1]] + [len(seq)]
+            assert {b - a for a, b in zip(bounds[1:-2], bounds[2:-1])} == {3}
+    assert main(["synth", "T", "--out", str(tmp_path), "--period", "4", "--period-max", "3"]) == 2
+
+
 # The small instance of docs/results/synth/README.md: alternating and chain-walking users, three small experts,
 # the routing options (band-energy gate, switch routing and balance, band-initialised filters).
 SMALL = {"MAX_ITEM_LIST_LENGTH": 16, "hidden_size": 16, "inner_size": 32, "hidden_dropout_prob": 0.2,
