@@ -38,6 +38,8 @@ VARIANTS = {
     "routing_bal": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0},
     "wo_router_noal": {**ROUTING, "use_router": False, "mu_align": 0.0},
     "routing_bal03": {**ROUTING, "gamma_balance": 0.3, "mu_align": 0.0},
+    "routing_noal": {**ROUTING, "mu_align": 0.0},  # routing_bal's two keys one at a time
+    "routing_g1": {**ROUTING, "gamma_balance": 1.0},
     "routing_bal3": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
     "wo_router_noal3": {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
     "switch_only": {"train_routing": "switch", "balance_loss": "switch"},
