@@ -34,11 +34,23 @@ VARIANTS = {
     "routing_others": {**ROUTING, "align_target": "others"},
     "routing_compdrop": {**ROUTING, "dropout_position": "components"},
     "wo_router": {**ROUTING, "use_router": False},
+    # the small instance's options (tests/test_synth_routing.py): a strong switch balance, no L_al
+    "routing_bal": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0},
+    "wo_router_noal": {**ROUTING, "use_router": False, "mu_align": 0.0},
+    "routing_bal03": {**ROUTING, "gamma_balance": 0.3, "mu_align": 0.0},
+    "routing_noal": {**ROUTING, "mu_align": 0.0},  # routing_bal's two keys one at a time
+    "routing_g1": {**ROUTING, "gamma_balance": 1.0},
+    "routing_bal3": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
+    "wo_router_noal3": {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
     "switch_only": {"train_routing": "switch", "balance_loss": "switch"},
     "energy_only": {"gate_input": "band_energy"},
     "energy_bands": {"gate_input": "band_energy", "filter_init": "bands"},
     **{f"single_{k}": {"experts": [k], "use_router": False} for k in ("attention", "gru", "mamba", "mlp")},
+    **{f"single_{k}_noal": {"experts": [k], "use_router": False, "mu_align": 0.0}
+       for k in ("attention", "gru", "mamba", "mlp")},
     "all_mlp": {**ROUTING, "experts": ["mlp", "mlp", "mlp", "mlp"]},
+    **{f"all_{k}_bal": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": [k] * 4}
+       for k in ("attention", "gru", "mamba", "mlp")},  # homogeneous mixtures with routing_bal's options
 }
 
 

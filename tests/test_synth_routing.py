@@ -39,10 +39,59 @@ def test_generator_writes_each_type_with_its_pattern(tmp_path):
     assert (again / "S.inter").read_text() == (folder / "S.inter").read_text()
 
 
+def test_generator_repeat_users_and_personal_periods(tmp_path):
+    """``repeat``: runs of the user's own length r along the global chain; ``period_max``: each periodic user has
+    its own period in [period, period_max], so the next item is the successor of the last item's previous
+    occurrence; the default mix and its numbers are unchanged by the new options."""
+    kw = dict(users_per_type=40, n_topics=5, items_per_topic=6, min_len=12, max_len=20, noise=0.0, seed=3,
+              echo=lambda *a: None)
+    folder = synth.generate("R", str(tmp_path), types=["periodic", "repeat", "drift"], period=3, period_max=6,
+                            repeat_min=2, repeat_max=4, **kw)
+    seqs, types = _read(folder, "R"), synth.read_types("R", str(tmp_path))
+    successor, periods, rs = {}, set(), set()
+    for u, seq in seqs.items():
+        if types[u] == "periodic":
+            p = next(p for p in range(1, len(seq)) if all(seq[t] == seq[t - p] for t in range(p, len(seq))))
+            assert 3 <= p <= 6 and len(set(seq)) == p
+            periods.add(p)
+        elif types[u] in ("repeat", "drift"):
+            runs = [[seq[0]]]
+            for item in seq[1:]:
+                if item == runs[-1][-1]:
+                    runs[-1].append(item)
+                else:
+                    runs.append([item])
+            for a, b in zip(runs, runs[1:]):  # the same global chain for both types
+                assert successor.setdefault(a[0], b[0]) == b[0]
+            inner = {len(r) for r in runs[1:-1]}  # the first and last runs may be cut
+            if types[u] == "drift":
+                assert all(len(r) == 1 for r in runs)
+            else:
+                assert len(inner) == 1 and 2 <= min(inner) <= 4 and all(len(r) <= min(inner) for r in runs)
+                rs |= inner
+    assert periods == {3, 4, 5, 6} and rs == {2, 3, 4}
+    # repeat_chain "own": repeat users walk a second chain, consistent among them and not the drift users' one
+    folder = synth.generate("O", str(tmp_path / "own"), types=["repeat", "drift"], repeat_chain="own", **kw)
+    seqs, types = _read(folder, "O"), synth.read_types("O", str(tmp_path / "own"))
+    maps = {"repeat": {}, "drift": {}}
+    for u, seq in seqs.items():
+        steps = [(a, b) for a, b in zip(seq, seq[1:]) if a != b]
+        for a, b in steps:
+            assert maps[types[u]].setdefault(a, b) == b
+    assert any(maps["drift"].get(a) not in (None, b) for a, b in maps["repeat"].items())
+    # the defaults still give the same data (Synth3 stays reproducible): period_max None = period for everyone
+    a = synth.generate("D", str(tmp_path / "a"), period=2, **kw)
+    b = synth.generate("D", str(tmp_path / "b"), period=2, period_max=2, repeat_min=3, repeat_max=5, **kw)
+    assert (a / "D.inter").read_text() == (b / "D.inter").read_text()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"types": ["weekly"]}, "unknown behaviour type"),
     ({"min_len": 3}, "min_len"),
     ({"noise": 1.0}, "noise"),
+    ({"period": 3, "period_max": 2}, "period_max"),
+    ({"repeat_min": 3, "repeat_max": 2}, "repeat_min"),
+    ({"repeat_chain": "mine"}, "repeat_chain"),
 ])
 def test_generator_rejects_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -56,6 +105,22 @@ def test_cli_bad_type_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown behaviour type" in err[0]
     assert not (tmp_path / "S").exists()
+
+
+def test_cli_passes_the_new_options(tmp_path):
+    from recbole_famous.data.__main__ import main
+
+    assert main(["synth", "S", "--out", str(tmp_path), "--types", "periodic,repeat", "--users-per-type", "20",
+                 "--period", "3", "--period-max", "5", "--repeat-min", "3", "--repeat-max", "3",
+                 "--repeat-chain", "own", "--noise", "0"]) == 0
+    kinds = synth.read_types("S", str(tmp_path))
+    for u, seq in _read(tmp_path / "S", "S").items():
+        if kinds[u] == "periodic":
+            assert 3 <= len(set(seq)) <= 5
+        else:  # r = 3 for everyone: every run but the first and the last has length 3
+            bounds = [0] + [t for t in range(1, len(seq)) if seq[t] != seq[t - 1]] + [len(seq)]
+            assert {b - a for a, b in zip(bounds[1:-2], bounds[2:-1])} == {3}
+    assert main(["synth", "T", "--out", str(tmp_path), "--period", "4", "--period-max", "3"]) == 2
 
 
 # The small instance of docs/results/synth/README.md: alternating and chain-walking users, three small experts,

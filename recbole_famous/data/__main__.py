@@ -32,8 +32,15 @@ def _parser():
     syn.add_argument("--min-len", type=int, default=8)
     syn.add_argument("--max-len", type=int, default=20)
     syn.add_argument("--period", type=int, default=2, help="cycle length of periodic users")
+    syn.add_argument("--period-max", type=int, default=None,
+                     help="periodic users draw their own period in [period, period-max] (default: all period)")
+    syn.add_argument("--repeat-min", type=int, default=2, help="repeat users repeat each item r times, r >= this")
+    syn.add_argument("--repeat-max", type=int, default=4, help="... and r <= this")
+    syn.add_argument("--repeat-chain", choices=("shared", "own"), default="shared",
+                     help="repeat users walk the drift users' chain (shared) or a second one (own)")
     syn.add_argument("--noise", type=float, default=0.1, help="probability that an item is a random one")
-    syn.add_argument("--types", default="stable,periodic,drift", help="comma-separated behaviour types")
+    syn.add_argument("--types", default="stable,periodic,drift",
+                     help="comma-separated behaviour types (stable, periodic, drift, repeat)")
     syn.add_argument("--seed", type=int, default=0)
     return p
 
@@ -43,7 +50,9 @@ def _synth(args):
 
     generate(args.name, args.out, users_per_type=args.users_per_type, n_topics=args.topics,
              items_per_topic=args.items_per_topic, min_len=args.min_len, max_len=args.max_len, period=args.period,
-             noise=args.noise, types=[t for t in args.types.split(",") if t], seed=args.seed)
+             noise=args.noise, types=[t for t in args.types.split(",") if t], seed=args.seed,
+             period_max=args.period_max, repeat_min=args.repeat_min, repeat_max=args.repeat_max,
+             repeat_chain=args.repeat_chain)
 
 
 def _stats(name, out):

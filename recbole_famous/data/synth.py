@@ -14,6 +14,20 @@ Items are ``n_topics`` topics of ``items_per_topic`` items each. Each user has o
 * ``drift`` (short bursts that drift). A walk along one global chain of all items (a fixed random
   permutation): the next item is the successor of the last one. The last item is all that matters;
   an average over the history blurs it.
+* ``repeat`` (a personal rhythm on the chain; not in the default ``types``). The same walk along the
+  global chain, but every item is repeated ``r`` times in a row, ``r`` the user's own, uniform in
+  ``[repeat_min, repeat_max]`` (``a a a b b b c ...`` for r = 3; the walk starts at a random point of a
+  run). The next item is the last one again until its run has length r, then its successor: the
+  answer depends on a count (of the trailing run, and r from the earlier runs), which a recurrence
+  keeps and a fixed linear filter cannot.
+
+``repeat_chain``: ``shared`` (default) walks the drift users' chain; ``own`` a second global chain of
+the same items, so that repeat and drift users need different successor maps (one expert serving both
+must hold both).
+
+``period_max`` (default: ``period``) makes the period of each periodic user its own, uniform in
+``[period, period_max]``: the next item is then the successor of the last item's previous occurrence
+in the history (a content-based lookup, as attention does), not the item a fixed number of steps back.
 
 With probability ``noise`` an item is replaced by a uniformly random one (the pattern goes on after it).
 Lengths are uniform in ``[min_len, max_len]``. Written as RecBole atomic files: ``NAME.inter``
@@ -26,48 +40,68 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-TYPES = ("stable", "periodic", "drift")
+TYPES = ("stable", "periodic", "drift")  # the default mix (Synth, Synth3)
+KNOWN_TYPES = TYPES + ("repeat",)
 
 
 def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: list, chain: list,
-              period: int, noise: float) -> list:
+              period: int, noise: float, period_max: int = None, repeat_min: int = 2, repeat_max: int = 4,
+              repeat_walk: list = None) -> list:
     if kind == "stable":
         a, b = rng.sample(range(len(topics)), 2)
         pool = topics[a] + topics[b]
         seq = [rng.choice(pool) for _ in range(length)]
     elif kind == "periodic":
+        if period_max is not None and period_max != period:
+            period = rng.randint(period, period_max)
         cycle = rng.sample(range(n_items), period)
         start = rng.randrange(period)
         seq = [cycle[(start + t) % period] for t in range(length)]
     elif kind == "drift":
         pos = rng.randrange(n_items)
         seq = [chain[(pos + t) % n_items] for t in range(length)]
+    elif kind == "repeat":
+        r = rng.randint(repeat_min, repeat_max)
+        pos, offset = rng.randrange(n_items), rng.randrange(r)
+        walk = repeat_walk or chain
+        seq = [walk[(pos + (offset + t) // r) % n_items] for t in range(length)]
     else:
-        raise ValueError(f"unknown behaviour type {kind!r}; known: {', '.join(TYPES)}")
+        raise ValueError(f"unknown behaviour type {kind!r}; known: {', '.join(KNOWN_TYPES)}")
     return [rng.randrange(n_items) if rng.random() < noise else item for item in seq]
 
 
 def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_topics: int = 10,
              items_per_topic: int = 10, min_len: int = 8, max_len: int = 20, period: int = 2,
-             noise: float = 0.1, types=TYPES, seed: int = 0, echo=print) -> Path:
+             noise: float = 0.1, types=TYPES, seed: int = 0, period_max: int = None, repeat_min: int = 2,
+             repeat_max: int = 4, repeat_chain: str = "shared", echo=print) -> Path:
     """Write ``<out>/<name>/<name>.inter`` and ``.types``; returns the folder. See the module docstring."""
     types = list(types)
-    unknown = [t for t in types if t not in TYPES]
+    unknown = [t for t in types if t not in KNOWN_TYPES]
     if unknown or not types:
-        raise ValueError(f"unknown behaviour type(s) {unknown or types}; known: {', '.join(TYPES)}")
+        raise ValueError(f"unknown behaviour type(s) {unknown or types}; known: {', '.join(KNOWN_TYPES)}")
     if not (5 <= min_len <= max_len):
         raise ValueError(f"need 5 <= min_len <= max_len (RecBole's five-core filter), got {min_len}, {max_len}")
     if n_topics < 2 or items_per_topic < 1 or users_per_type < 1 or not 1 <= period:
         raise ValueError("need n_topics >= 2, items_per_topic >= 1, users_per_type >= 1, period >= 1")
+    if period_max is not None and period_max < period:
+        raise ValueError(f"need period_max >= period, got {period_max} < {period}")
+    if not 1 <= repeat_min <= repeat_max:
+        raise ValueError(f"need 1 <= repeat_min <= repeat_max, got {repeat_min}, {repeat_max}")
+    if repeat_chain not in ("shared", "own"):
+        raise ValueError(f"repeat_chain must be 'shared' or 'own', got {repeat_chain!r}")
     if not 0.0 <= noise < 1.0:
         raise ValueError(f"noise must be in [0, 1), got {noise}")
     rng = random.Random(seed)
     n_items = n_topics * items_per_topic
-    if period > n_items:
-        raise ValueError(f"period {period} exceeds the {n_items} items")
+    if max(period, period_max or 0) > n_items:
+        raise ValueError(f"period {max(period, period_max or 0)} exceeds the {n_items} items")
     topics = [list(range(t * items_per_topic, (t + 1) * items_per_topic)) for t in range(n_topics)]
     chain = list(range(n_items))
     rng.shuffle(chain)
+    repeat_walk = None
+    if repeat_chain == "own":  # drawn only then: the default data stay the same
+        repeat_walk = list(range(n_items))
+        rng.shuffle(repeat_walk)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     rows, kinds = [], []
@@ -77,7 +111,8 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
             uid += 1
             user = f"u{uid:06d}"
             length = rng.randint(min_len, max_len)
-            for t, item in enumerate(_sequence(kind, rng, length, n_items, topics, chain, period, noise)):
+            for t, item in enumerate(_sequence(kind, rng, length, n_items, topics, chain, period, noise,
+                                                           period_max, repeat_min, repeat_max, repeat_walk)):
                 rows.append(f"{user}\ti{item:05d}\t{t}\n")
             kinds.append(f"{user}\t{kind}\n")
     inter, type_file = folder / f"{name}.inter", folder / f"{name}.types"
