@@ -10,7 +10,7 @@ import sys, math, collections
 import torch
 torch.set_num_threads(1)
 from recbole_famous import pipeline
-from recbole_famous.bench.synth import _ranks
+from recbole_famous.bench.synth import user_ranks
 from recbole_famous.data.synth import read_types
 ckpt, name, data_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 t = pipeline.load_trained(ckpt, overrides={"data_path": data_dir})
@@ -29,7 +29,7 @@ def runlen(seq):
         else: runs.append(c); c = 1
     inner = runs[1:] or runs
     return collections.Counter(inner).most_common(1)[0][0]
-r = _ranks(model, t.valid_data)
+r = user_ranks(model, t.valid_data)
 groups = collections.defaultdict(list)
 for u, (rank, j) in r.items():
     s = [i for _, i in sorted(seqs[u])]

@@ -19,7 +19,7 @@ from recbole_famous.bench.analysis import gt_rank, hr_ndcg
 
 
 @torch.no_grad()
-def _ranks(model, data, force=None):
+def user_ranks(model, data, force=None):
     """``{user token: (rank, chosen expert or None)}`` over ``data`` (a full-ranking eval dataloader)."""
     model.eval()
     dataset = data._dataset
@@ -53,10 +53,10 @@ def _ranks(model, data, force=None):
 def type_report(model, data, types: dict) -> dict:
     """See the module docstring. ``types``: ``{user token: type}``; ``data``: the valid or test dataloader."""
     kinds = list(getattr(model, "kinds", []) or [])
-    routed = _ranks(model, data)
+    routed = user_ranks(model, data)
     forced = {}
     if len(kinds) > 1:
-        forced = {f"{j}:{k}": _ranks(model, data, force=j) for j, k in enumerate(kinds)}
+        forced = {f"{j}:{k}": user_ranks(model, data, force=j) for j, k in enumerate(kinds)}
     groups = {}
     for u in routed:
         groups.setdefault(types.get(u, "?"), []).append(u)
