@@ -24,8 +24,6 @@ Files (under ``--docs``/<profile>/): ``comparison.md``, ``comparison.csv``, ``si
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import warnings
@@ -34,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recbole_famous.bench import peruser, plots, runs
-from recbole_famous.bench.table import METRICS, mean_std, ranks
+from recbole_famous.bench.table import METRICS, mean_std, ranks, to_csv, write_texts
 from recbole_famous.errors import UsageError
 
 SELECT = "ndcg@10"  # the validation metric that picks the best baseline
@@ -348,19 +346,6 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
             "files": files, "failed": sig.get("failed", False)}
 
 
-def to_csv(rows, profile_name: str) -> str:
-    buf = io.StringIO()
-    fields = ["profile"]
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({"profile": profile_name, **row})
-    return buf.getvalue()
-
-
 def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = "FamouSRec", order=None,
           cache_dir=None, echo=print) -> tuple:
     """Write the files (see the module docstring); returns ``(paths, failed)``: ``failed`` when a per-user check
@@ -386,10 +371,4 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
     lines.append(f"Made by: `{command}` (from the run records under `{out_dir}`).")
     texts = {"comparison.md": "\n".join(lines) + "\n", "comparison.csv": to_csv(quality, profile.name),
              "significance.csv": to_csv(sig, profile.name), "curves.csv": to_csv(curve_rows, profile.name)}
-    paths = []
-    for name, text in texts.items():
-        path = os.path.join(doc_dir, name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        paths.append(path)
-    return paths + files, failed
+    return write_texts(doc_dir, texts) + files, failed

@@ -152,9 +152,13 @@ def efficiency_rows(records, order=None) -> list:
 
 
 def to_csv(rows, profile_name: str) -> str:
+    """Long-form CSV, a ``profile`` column first; the columns are every key of any row (missing cells empty)."""
     buf = io.StringIO()
+    fields = ["profile"]
+    for row in rows:
+        fields += [k for k in row if k not in fields]
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=["profile", *rows[0]], lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({"profile": profile_name, **row})
@@ -170,8 +174,13 @@ def write(records, out_dir: str, profile_name: str, profile_description: str = "
         f"{stem}.csv": to_csv(quality_rows(records, ours, order), profile_name),
         f"{stem}_efficiency.csv": to_csv(efficiency_rows(records, order), profile_name),
     }
+    return write_texts(out_dir, files)
+
+
+def write_texts(out_dir: str, texts: dict) -> list:
+    """Write ``{file name: text}`` under ``out_dir``; return the paths."""
     paths = []
-    for name, text in files.items():
+    for name, text in texts.items():
         path = os.path.join(out_dir, name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
