@@ -7,7 +7,9 @@ Each (variant, seed) is one run of the plugin's runner with a fixed run id: a st
 last finished epoch when the same command is given again (``runner.run(resume=...)``), a finished one is
 skipped. After training, the best checkpoint's routing diagnostics (``model/diagnostics.py``: gate spread,
 entropy, shares, expert cosine, forced-expert NDCG@10, filter bands) are computed on the validation users.
-Writes ``<out>/<dataset>/<variant>-<seed>.json`` and prints one summary line per run.
+Writes ``<out>/<dataset>/<variant>-<seed>.json`` and prints one summary line per run. With ``--report PATH`` it
+trains nothing and writes the finished runs as one Markdown table (``recbole_famous/bench/routing.py``), the
+first variant being the reference of the paired per-seed differences.
 """
 from __future__ import annotations
 
@@ -35,6 +37,10 @@ VARIANTS = {
     "paper_history_items1024": {"expert_input": "history", "spe_items": 1024},
     "paper_fast_wo_router": {**FAST, "use_router": False},
     **{f"paper_fast_all_{k}": {**FAST, "experts": [k] * 4} for k in ("attention", "gru", "mamba", "mlp")},
+    # the synthetic benchmark's winner (docs/results/synth/README.md, SynD): routing options, switch balance 1, no L_al
+    "routing_bal_history": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "expert_input": "history"},
+    "routing_bal_history_wo_router": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "expert_input": "history",
+                                      "use_router": False},
     "routing_fast": {**ROUTING, **FAST},
     "routing_fast_wo_router": {**ROUTING, **FAST, "use_router": False},
 }
@@ -48,7 +54,12 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default=os.path.join("results", "routing_real"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--report", metavar="PATH", help="train nothing: write the finished runs of these variants and "
+                   "seeds as a Markdown table to PATH (the first variant is the paired reference)")
+    p.add_argument("--title", default=None, help="the report's heading")
     args = p.parse_args(argv)
+    if args.report:
+        return report(args)
     torch.set_num_threads(args.threads)
     from recbole_famous import pipeline
     from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
@@ -89,6 +100,28 @@ def main(argv=None):
             print(f"{args.dataset} {name} seed {seed}: valid NDCG@10 {record['valid'].get('ndcg@10'):.4f}, "
                   f"epochs {len(result['epoch_seconds'])} x {sum(result['epoch_seconds'])/max(1,len(result['epoch_seconds'])):.0f} s; "
                   + format_diagnostics(diag), flush=True)
+    return 0
+
+
+def report(args) -> int:
+    from recbole_famous.bench.routing import markdown, read_records
+
+    variants = [v for v in args.variants.split(",") if v]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    records = read_records(os.path.join(args.out, args.dataset), variants, seeds)
+    if not records:
+        print(f"error: no finished runs of {variants} (seeds {seeds}) under {os.path.join(args.out, args.dataset)}",
+              file=sys.stderr)
+        return 2
+    missing = sorted({(v, s) for v in variants for s in seeds} - {(r["variant"], r["seed"]) for r in records})
+    title = args.title or f"{args.dataset}, {args.epochs} epochs"
+    text = markdown(records, title, reference=variants[0])
+    if missing:
+        text += "\nNot finished yet: " + ", ".join(f"{v} seed {s}" for v, s in missing) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+    with open(args.report, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text)
     return 0
 
 

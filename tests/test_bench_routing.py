@@ -1,0 +1,52 @@
+"""The routing ablation tables (``recbole_famous/bench/routing.py``) from run records of benchmarks/routing_real.py."""
+import json
+import math
+
+import pytest
+
+from recbole_famous.bench import routing
+
+
+def _record(variant, seed, valid, test, diag=True):
+    d = {"gate_spread": 0.5 + seed % 10 / 10, "entropy": 0.8, "expert_cosine": 0.9,
+         "share": {"0:attention": 0.25, "1:gru": 0.75}, "forced_ndcg10": {"0:attention": 0.1, "1:gru": 0.2}}
+    return {"variant": variant, "seed": seed, "valid": {"ndcg@10": valid}, "test": {"ndcg@10": test},
+            "diagnostics": d if diag else {"expert_cosine": 0.95, "forced_ndcg10": {"0:attention": 0.3}}}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    recs = [_record("full", 1, 0.10, 0.09), _record("full", 2, 0.12, 0.10), _record("full", 3, 0.11, 0.08),
+            _record("wo", 1, 0.09, 0.09, diag=False), _record("wo", 3, 0.08, 0.07, diag=False)]
+    for r in recs:
+        (tmp_path / f"{r['variant']}-{r['seed']}.json").write_text(json.dumps(r))
+    (tmp_path / "notes.txt").write_text("not a record")
+    return tmp_path
+
+
+def test_read_records_filters_and_orders(folder):
+    recs = routing.read_records(str(folder), variants=["wo", "full"], seeds=[1, 3])
+    assert [(r["variant"], r["seed"]) for r in recs] == [("wo", 1), ("wo", 3), ("full", 1), ("full", 3)]
+    assert routing.read_records(str(folder / "missing")) == []
+
+
+def test_paired_differences_use_common_seeds_only(folder):
+    recs = routing.read_records(str(folder))
+    p = routing.paired(recs, "full", "wo")
+    assert p["seeds"] == [1, 3]
+    assert p["diffs"] == pytest.approx([-0.01, -0.03])
+    assert p["mean"] == pytest.approx(-0.02) and p["std"] == pytest.approx(math.sqrt(2) * 0.01)
+    assert p["relative"] == pytest.approx(-0.02 / 0.105)
+    assert p["reference_spread"] == pytest.approx(0.01 / math.sqrt(2))  # std of 0.10, 0.11
+
+
+def test_markdown_rows_means_and_missing_diagnostics(folder):
+    text = routing.markdown(routing.read_records(str(folder), variants=["full", "wo"]), "T", reference="full")
+    lines = text.splitlines()
+    full = next(line for line in lines if line.startswith("| full |"))
+    assert "1,2,3" in full and "0.1100 ± 0.0100" in full and "0.25 / 0.75 (attention / gru)" in full
+    assert "0.70 ± 0.10" in full  # the gate spreads 0.6, 0.7, 0.8
+    wo = next(line for line in lines if line.startswith("| wo |"))
+    assert "| - | - | 0.95 ± 0.00 | - | 0.3000 (attention) |" in wo  # no gate without a router; the cosine and forced rows still shown
+    paired_row = [line for line in lines if line.startswith("| wo | 1,3 |")][-1]  # the paired table's row
+    assert "-0.0100, -0.0300" in paired_row and "-19.0%" in paired_row
