@@ -50,3 +50,26 @@ def test_markdown_rows_means_and_missing_diagnostics(folder):
     assert "| - | - | 0.95 ± 0.00 | - | 0.3000 (attention) |" in wo  # no gate without a router; the cosine and forced rows still shown
     paired_row = [line for line in lines if line.startswith("| wo | 1,3 |")][-1]  # the paired table's row
     assert "-0.0100, -0.0300" in paired_row and "-19.0%" in paired_row
+
+
+def test_headroom_arithmetic_on_known_ranks():
+    """Two experts, four users: the oracle takes each user's better rank; probe routing follows each user's probe
+    winner (a probe tie falls back to the best forced expert); agreement and chance over strict pairs only."""
+    from recbole_famous.bench.headroom import headroom
+
+    valid = {"a": {"u1": 0, "u2": 50, "u3": 0, "u4": 30}, "b": {"u1": 9, "u2": 1, "u3": 0, "u4": 2}}
+    probe = {"a": {"u1": 1, "u2": 7, "u3": 4, "u4": 6}, "b": {"u1": 2, "u2": 3, "u3": 4, "u4": 5, "u5": 0}}
+    res = headroom(valid, probe, routed={"u1": 0, "u2": 1, "u3": 0, "u4": 3})
+    ndcg = lambda r: 1 / math.log2(r + 2) if r < 10 else 0.0  # noqa: E731
+    assert res["users"] == 4  # u5 has no validation rank
+    assert res["forced"]["a"] == pytest.approx((ndcg(0) + 0 + ndcg(0) + 0) / 4)
+    assert res["forced"]["b"] == pytest.approx((ndcg(9) + ndcg(1) + ndcg(0) + ndcg(2)) / 4)
+    assert res["best_forced"] == "b"
+    assert res["oracle"] == pytest.approx((ndcg(0) + ndcg(1) + ndcg(0) + ndcg(2)) / 4)
+    # picks: u1 a (1 < 2), u2 b, u3 tie -> best forced b, u4 b
+    assert res["probe_routed"] == pytest.approx((ndcg(0) + ndcg(1) + ndcg(0) + ndcg(2)) / 4)
+    assert res["probe_picks"] == {"a": 0.25, "b": 0.75}
+    # strict on both: u1 (a, a), u2 (b, b), u4 (b, b); u3 ties on both
+    assert res["strict_pairs"] == 3 and res["agreement"] == 1.0
+    assert res["chance"] == pytest.approx((1 / 3) ** 2 + (2 / 3) ** 2)
+    assert res["routed"] == pytest.approx((ndcg(0) + ndcg(1) + ndcg(0) + ndcg(3)) / 4)

@@ -132,13 +132,13 @@ SMALL = {"MAX_ITEM_LIST_LENGTH": 16, "hidden_size": 16, "inner_size": 32, "hidde
          "show_progress": False, "seed": 2020}
 
 
-def test_router_separates_behaviour_types_on_a_small_instance(tmp_path):
-    """Each type is served by one expert (>= 70% of its users), the two types by different experts, and forcing a
-    type's users onto the other type's expert lowers their NDCG@10 (validation split)."""
+@pytest.fixture(scope="module")
+def tiny_trained(tmp_path_factory):
+    """FamouSRec trained on the small instance through the plugin's runner, reloaded through the checks (~10 s)."""
     from recbole_famous import pipeline
-    from recbole_famous.bench.synth import separation, type_report
     from recbole_famous.runner import run
 
+    tmp_path = tmp_path_factory.mktemp("tiny")
     data_dir = str(tmp_path / "data")
     synth.generate("Tiny", data_dir, users_per_type=150, n_topics=12, items_per_topic=3, min_len=8, max_len=16,
                    period=2, types=["periodic", "drift"], echo=lambda *a: None)
@@ -146,8 +146,17 @@ def test_router_separates_behaviour_types_on_a_small_instance(tmp_path):
                  "results_dir": str(tmp_path / "results")}
     result = run("FamouSRec", "Tiny", overrides=overrides)
     trained = pipeline.load_trained(result["checkpoint"])  # the run's model and data, through the checks
+    return trained, synth.read_types("Tiny", data_dir)
+
+
+def test_router_separates_behaviour_types_on_a_small_instance(tiny_trained):
+    """Each type is served by one expert (>= 70% of its users), the two types by different experts, and forcing a
+    type's users onto the other type's expert lowers their NDCG@10 (validation split)."""
+    from recbole_famous.bench.synth import separation, type_report
+
+    trained, types = tiny_trained
     model, valid_data = trained.model.eval(), trained.valid_data
-    report = type_report(model, valid_data, synth.read_types("Tiny", data_dir))
+    report = type_report(model, valid_data, types)
     sep = separation(report)
     assert sep["min_share"] >= 0.7, sep
     assert sep["distinct"], sep
@@ -155,3 +164,17 @@ def test_router_separates_behaviour_types_on_a_small_instance(tmp_path):
         row = report["types"][name]
         other = next(lab for t, (lab, _) in sep["top"].items() if t != name)
         assert row["forced"][other] < row["forced"][label] - 0.05, (name, row["forced"])
+
+
+def test_headroom_finds_the_per_user_preference_where_routing_pays(tiny_trained):
+    """Where the router routes, the expert that serves a user best on their previous item also tends to serve
+    them best on the validation item (above chance), and routing by it beats every forced expert: the diagnostic
+    that reads about chance on Instruments (docs/results/routing/README.md) can tell the two cases apart."""
+    from recbole_famous.bench import headroom
+
+    trained, _ = tiny_trained
+    res = headroom.measure(trained.model.eval(), trained.valid_data, echo=lambda m: None)
+    assert res["users"] == 300 and res["strict_pairs"] >= 30, res
+    assert res["agreement"] > res["chance"] + 0.1, res
+    assert res["probe_routed"] > max(res["forced"].values()) + 0.01, res
+    assert res["oracle"] >= res["probe_routed"] and res["routed"] > max(res["forced"].values()), res
