@@ -20,6 +20,8 @@ def main(argv=None):
     p.add_argument("checkpoint", help="a trained FamouSRec checkpoint (.pth) with two experts or more")
     p.add_argument("--out", required=True, help="the Markdown file to write")
     p.add_argument("--title", default=None)
+    p.add_argument("--probes", type=int, default=1, help="judge each user's best expert on their last N history "
+                   "items (each predicted from the items before it; default 1)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -33,11 +35,14 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     model = trained.model.eval()
+    if args.probes < 1:
+        print("error: --probes must be at least 1", file=sys.stderr)
+        return 2
     if len(getattr(model, "kinds", []) or []) < 2:
         print(f"error: {args.checkpoint} is not a FamouSRec with two experts or more", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    result = headroom.measure(model, trained.valid_data, echo=lambda m: print(m, flush=True))
+    result = headroom.measure(model, trained.valid_data, probes=args.probes, echo=lambda m: print(m, flush=True))
     result["seconds"] = time.perf_counter() - t0
     title = args.title or f"Per-user expert preference, {trained.config['dataset']} (validation)"
     text = headroom.markdown(result, title) + f"\nCheckpoint: `{args.checkpoint}`; {result['seconds']:.0f} s.\n"

@@ -73,3 +73,12 @@ def test_headroom_arithmetic_on_known_ranks():
     assert res["strict_pairs"] == 3 and res["agreement"] == 1.0
     assert res["chance"] == pytest.approx((1 / 3) ** 2 + (2 / 3) ** 2)
     assert res["routed"] == pytest.approx((ndcg(0) + ndcg(1) + ndcg(0) + ndcg(3)) / 4)
+
+
+def test_headroom_with_several_probes_uses_mean_log_rank():
+    from recbole_famous.bench.headroom import headroom
+
+    valid = {"a": {"u": 5}, "b": {"u": 0}}
+    # a: ranks 0 and 100 (mean log1p 2.31), b: 3 and 3 (1.39): b is the user's best although a has the best single
+    res = headroom(valid, {"a": {"u": [0, 100]}, "b": {"u": [3, 3]}})
+    assert res["probe_picks"] == {"a": 0.0, "b": 1.0} and res["agreement"] == 1.0

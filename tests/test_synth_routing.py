@@ -173,7 +173,7 @@ def test_headroom_finds_the_per_user_preference_where_routing_pays(tiny_trained)
     from recbole_famous.bench import headroom
 
     trained, _ = tiny_trained
-    res = headroom.measure(trained.model.eval(), trained.valid_data, echo=lambda m: None)
+    res = headroom.measure(trained.model.eval(), trained.valid_data, probes=2, echo=lambda m: None)
     assert res["users"] == 300 and res["strict_pairs"] >= 30, res
     assert res["agreement"] > res["chance"] + 0.1, res
     assert res["probe_routed"] > max(res["forced"].values()) + 0.01, res

@@ -30,9 +30,10 @@ from recbole_famous.bench.synth import user_ranks
 
 
 @torch.no_grad()
-def probe_ranks(model, data, force=None) -> dict:
-    """``{user token: 0-based rank}`` of each user's last history item given the history before it (users with at
-    least 2 history items), every other item of that shorter history masked, as RecBole masks the history."""
+def probe_ranks(model, data, force=None, back: int = 1) -> dict:
+    """``{user token: 0-based rank}`` of each user's history item ``back`` steps from the end (1: the last) given
+    the history before it (users with more than ``back`` history items), every other item of that shorter
+    history masked, as RecBole masks the history."""
     model.eval()
     dataset = data._dataset
     uid = dataset.uid_field
@@ -45,13 +46,14 @@ def probe_ranks(model, data, force=None) -> dict:
         for batch in data:
             inter = batch[0].to(device)
             seq, length = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
-            keep = length >= 2
+            keep = length > back
             if not bool(keep.any()):
                 continue
-            seq, length, users = seq[keep].clone(), length[keep] - 1, inter[uid][keep]
+            seq, length, users = seq[keep].clone(), length[keep] - back, inter[uid][keep]
             rows = torch.arange(len(seq), device=device)
             target = seq[rows, length].clone()
-            seq[rows, length] = 0  # right-padded: the probe item becomes padding
+            cols = torch.arange(seq.shape[1], device=device)
+            seq[cols.unsqueeze(0) >= length.unsqueeze(1)] = 0  # right-padded: the probe item and after become padding
             scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length,
                                                           uid: users})).view(len(seq), -1)
             gt = scores.gather(1, target.view(-1, 1))
@@ -66,12 +68,16 @@ def probe_ranks(model, data, force=None) -> dict:
 
 
 def _strict_best(ranks_by_label: dict, user) -> "str | None":
-    values = sorted((r[user], label) for label, r in ranks_by_label.items())
+    """The label whose rank (or rank list: the mean of log(1 + rank)) is lowest for ``user``; None on a tie."""
+    def cost(r):
+        return r if not isinstance(r, (list, tuple)) else sum(math.log1p(x) for x in r) / len(r)
+    values = sorted((cost(r[user]), label) for label, r in ranks_by_label.items())
     return values[0][1] if len(values) == 1 or values[0][0] < values[1][0] else None
 
 
 def headroom(valid: dict, probe: dict, routed: dict = None, k: int = 10) -> dict:
-    """See the module docstring. ``valid`` and ``probe``: ``{expert label: {user: rank}}`` (the same labels);
+    """See the module docstring. ``valid``: ``{expert label: {user: rank}}``; ``probe``: the same labels, each
+    user's rank or list of ranks (several probes: the expert with the lowest mean log(1 + rank) is their best);
     ``routed``: ``{user: rank}`` of the model as it routes. Users: those with a probe and a validation rank."""
     labels = list(valid)
     users = sorted(set.intersection(*(set(valid[j]) for j in labels), *(set(probe[j]) for j in labels)))
@@ -93,29 +99,36 @@ def headroom(valid: dict, probe: dict, routed: dict = None, k: int = 10) -> dict
     return out
 
 
-def measure(model, valid_data, k: int = 10, echo=print) -> dict:
-    """``headroom`` of a trained FamouSRec on its validation dataloader: 2K + 1 passes over the users."""
+def measure(model, valid_data, k: int = 10, probes: int = 1, echo=print) -> dict:
+    """``headroom`` of a trained FamouSRec on its validation dataloader, each user's best expert on the
+    previous item judged from their last ``probes`` history items (users with more than ``probes`` items):
+    K (probes + 1) + 1 passes over the users."""
     kinds = list(model.kinds)
     valid, probe = {}, {}
     for j, kind in enumerate(kinds):
         label = f"{j}:{kind}"
         echo(f"headroom: expert {label} forced: validation ranks, probe ranks")
         valid[label] = {u: r for u, (r, _) in user_ranks(model, valid_data, force=j).items()}
-        probe[label] = probe_ranks(model, valid_data, force=j)
+        by_back = [probe_ranks(model, valid_data, force=j, back=b) for b in range(1, probes + 1)]
+        probe[label] = {u: [p[u] for p in by_back] for u in by_back[-1]}
     routed = {u: r for u, (r, _) in user_ranks(model, valid_data).items()}
-    return headroom(valid, probe, routed, k)
+    out = headroom(valid, probe, routed, k)
+    out["probes"] = probes
+    return out
 
 
 def markdown(result: dict, title: str) -> str:
     labels = list(result["forced"])
-    lines = [f"## {title}", "", f"Validation users with a probe: {result['users']:,}", "",
+    n = result.get("probes", 1)
+    lines = [f"## {title}", "", f"Validation users with {n} probe item(s) (their last {n} history item(s), each "
+             f"predicted from the items before it): {result['users']:,}", "",
              "| quantity | valid NDCG@10 |", "|---|---:|"]
     if "routed" in result:
         lines.append(f"| routed (the model as it routes) | {result['routed']:.4f} |")
     for j in labels:
         lines.append(f"| forced onto {j}{' (best)' if j == result['best_forced'] else ''} | {result['forced'][j]:.4f} |")
     picks = ", ".join(f"{j} {v:.2f}" for j, v in result["probe_picks"].items())
-    lines += [f"| probe-routed (each user on the expert best for their previous item; shares {picks}) | "
+    lines += [f"| probe-routed (each user on the expert best for their probe item(s); shares {picks}) | "
               f"{result['probe_routed']:.4f} |",
               f"| oracle (each user on the expert best for their validation item: selects on the target) | "
               f"{result['oracle']:.4f} |", "",
