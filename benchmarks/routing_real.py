@@ -33,6 +33,9 @@ VARIANTS = {
     # issue 13's faster FamouSRec: experts on the real positions of each history, L_spe on 64 users per batch
     "paper_history": {"expert_input": "history"},
     "paper_history_wo_router": {"expert_input": "history", "use_router": False},
+    # Figure 4 with the defaults of the full-vs-w/o-router runs: four experts of one kind
+    **{f"paper_history_all_{k}": {"expert_input": "history", "experts": [k] * 4}
+       for k in ("attention", "gru", "mamba", "mlp")},
     "paper_fast": FAST,
     "paper_history_items1024": {"expert_input": "history", "spe_items": 1024},
     "paper_fast_wo_router": {**FAST, "use_router": False},
