@@ -26,7 +26,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_famous.bench.analysis import hr_ndcg
-from recbole_famous.bench.synth import user_ranks
+from recbole_famous.bench.synth import forcing, user_ranks
 
 
 @torch.no_grad()
@@ -34,15 +34,11 @@ def probe_ranks(model, data, force=None, back: int = 1) -> dict:
     """``{user token: 0-based rank}`` of each user's history item ``back`` steps from the end (1: the last) given
     the history before it (users with more than ``back`` history items), every other item of that shorter
     history masked, as RecBole masks the history."""
-    model.eval()
     dataset = data._dataset
     uid = dataset.uid_field
     device = next(model.parameters()).device
-    saved = getattr(model, "force_expert", None)
-    if force is not None:
-        model.force_expert = force
-    try:
-        out = {}
+    out = {}
+    with forcing(model, force):
         for batch in data:
             inter = batch[0].to(device)
             seq, length = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
@@ -61,10 +57,7 @@ def probe_ranks(model, data, force=None, back: int = 1) -> dict:
             ranks = (scores > gt).sum(1)
             for u, r in zip(dataset.id2token(uid, users.cpu().numpy()), ranks.tolist()):
                 out[str(u)] = r
-        return out
-    finally:
-        if force is not None:
-            model.force_expert = saved
+    return out
 
 
 def _strict_best(ranks_by_label: dict, user) -> "str | None":

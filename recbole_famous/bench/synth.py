@@ -13,23 +13,36 @@ forcing a type onto another expert lowers its NDCG.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from recbole_famous.bench.analysis import gt_rank, hr_ndcg
 
 
-@torch.no_grad()
-def user_ranks(model, data, force=None):
-    """``{user token: (rank, chosen expert or None)}`` over ``data`` (a full-ranking eval dataloader)."""
+@contextmanager
+def forcing(model, force=None):
+    """Within the block, ``model`` (eval mode) serves every user with expert ``force`` (None: as it routes);
+    the model's own ``force_expert`` is restored afterwards."""
     model.eval()
-    dataset = data._dataset
-    uid = dataset.uid_field
-    device = next(model.parameters()).device
     saved = getattr(model, "force_expert", None)
     if force is not None:
         model.force_expert = force
     try:
-        out = {}
+        yield model
+    finally:
+        if force is not None:
+            model.force_expert = saved
+
+
+@torch.no_grad()
+def user_ranks(model, data, force=None):
+    """``{user token: (rank, chosen expert or None)}`` over ``data`` (a full-ranking eval dataloader)."""
+    dataset = data._dataset
+    uid = dataset.uid_field
+    device = next(model.parameters()).device
+    out = {}
+    with forcing(model, force):
         for batch in data:
             inter, history_index = batch[0].to(device), batch[1]
             chosen = None
@@ -44,10 +57,7 @@ def user_ranks(model, data, force=None):
             picks = chosen.tolist() if chosen is not None else [None] * len(tokens)
             for u, rr, j in zip(tokens, r.tolist(), picks):
                 out[str(u)] = (rr, j)
-        return out
-    finally:
-        if force is not None:
-            model.force_expert = saved
+    return out
 
 
 def type_report(model, data, types: dict) -> dict:
