@@ -42,6 +42,13 @@ VARIANTS = {
     "routing_g1": {**ROUTING, "gamma_balance": 1.0},
     "routing_bal3": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
     "wo_router_noal3": {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
+    # one expert per type for two types (SynE: periodic, drift): gru and mamba, the single kinds best on those types
+    "routing_bal_gm": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["gru", "mamba"]},
+    "wo_router_noal_gm": {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": ["gru", "mamba"]},
+    # one expert per type for three types (SynH: fast and slow periodic returns, drift)
+    "routing_bal_agm": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["attention", "gru", "mamba"]},
+    "wo_router_noal_agm": {**ROUTING, "use_router": False, "mu_align": 0.0,
+                           "experts": ["attention", "gru", "mamba"]},
     "switch_only": {"train_routing": "switch", "balance_loss": "switch"},
     "energy_only": {"gate_input": "band_energy"},
     "energy_bands": {"gate_input": "band_energy", "filter_init": "bands"},
@@ -87,10 +94,19 @@ def _fmt(values):
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def run_label(run, common: dict) -> str:
+    """The variant's name, with the ``--set`` values that not every run of the table shares (e.g. a probe run with
+    ``gamma_balance=5``), so that runs of one variant under other settings are not averaged together."""
+    own = {k: v for k, v in (run.get("extra") or {}).items() if common.get(k, object()) != v}
+    return run["variant"] + (" (" + ", ".join(f"{k}={own[k]}" for k in sorted(own)) + ")" if own else "")
+
+
 def markdown(runs, dataset, split="valid") -> str:
+    extras = [r.get("extra") or {} for r in runs.values()]
+    common = {k: v for k, v in extras[0].items() if all(e.get(k, object()) == v for e in extras)} if extras else {}
     by_variant = {}
     for r in runs.values():
-        by_variant.setdefault(r["variant"], []).append(r)
+        by_variant.setdefault(run_label(r, common), []).append(r)
     type_names = sorted({t for r in runs.values() for t in r[split]["types"] if t != "all"})
     lines = [f"## {dataset}, {split} split: NDCG@10 per behaviour type (mean ± std over seeds)", "",
              "| variant | seeds | all | " + " | ".join(type_names) + " | epochs | s/epoch |",

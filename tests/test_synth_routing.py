@@ -85,8 +85,25 @@ def test_generator_repeat_users_and_personal_periods(tmp_path):
     assert (a / "D.inter").read_text() == (b / "D.inter").read_text()
 
 
+def test_generator_periodic_types_with_their_own_period_ranges(tmp_path):
+    """``periodicP-Q`` types: each its own period range, under its own name, beside the global ``period``."""
+    folder = synth.generate("P", str(tmp_path), types=["periodic2-3", "periodic5-7", "periodic4", "periodic"],
+                            period=6, users_per_type=40, n_topics=5, items_per_topic=6, min_len=14, max_len=20,
+                            noise=0.0, seed=5, echo=lambda *a: None)
+    seqs, types = _read(folder, "P"), synth.read_types("P", str(tmp_path))
+    periods = {}
+    for u, seq in seqs.items():
+        p = next(p for p in range(1, len(seq)) if all(seq[t] == seq[t - p] for t in range(p, len(seq))))
+        assert len(set(seq)) == p
+        periods.setdefault(types[u], set()).add(p)
+    assert periods == {"periodic2-3": {2, 3}, "periodic5-7": {5, 6, 7}, "periodic4": {4}, "periodic": {6}}
+    assert synth.periodic_range("periodic5-7") == (5, 7) and synth.periodic_range("periodic") is None
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"types": ["weekly"]}, "unknown behaviour type"),
+    ({"types": ["periodic7-5"]}, "1 <= P <= Q"),
+    ({"types": ["periodic2-99"], "n_topics": 2, "items_per_topic": 5}, "exceeds"),
     ({"min_len": 3}, "min_len"),
     ({"noise": 1.0}, "noise"),
     ({"period": 3, "period_max": 2}, "period_max"),
@@ -178,3 +195,24 @@ def test_headroom_finds_the_per_user_preference_where_routing_pays(tiny_trained)
     assert res["agreement"] > res["chance"] + 0.1, res
     assert res["probe_routed"] > max(res["forced"].values()) + 0.01, res
     assert res["oracle"] >= res["probe_routed"] and res["routed"] > max(res["forced"].values()), res
+
+
+def test_synth_table_keeps_runs_under_other_settings_apart():
+    """benchmarks/synth_routing.py's table: a probe run of a variant under another ``--set`` value is its own row,
+    not averaged into the variant's seeds."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "synth_routing.py")
+    spec = importlib.util.spec_from_file_location("synth_routing_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def run(variant, seed, ndcg, **extra):
+        types = {"all": {"ndcg": ndcg, "share": {}, "forced": {}}, "a": {"ndcg": ndcg, "share": {}, "forced": {}}}
+        return {"variant": variant, "seed": seed, "extra": {"epochs": 40, **extra}, "epochs_run": 40,
+                "epoch_seconds": [1.0], "valid": {"types": types}}
+
+    runs = {"1": run("routing", 1, 0.6), "2": run("routing", 2, 0.7), "3": run("routing", 1, 0.1, gamma_balance=5)}
+    table = script.markdown(runs, "D")
+    assert "| routing | 2 | 0.6500 ± 0.0707 |" in table
+    assert "| routing (gamma_balance=5) | 1 | 0.1000 |" in table

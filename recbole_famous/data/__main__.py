@@ -40,7 +40,7 @@ def _parser():
                      help="repeat users walk the drift users' chain (shared) or a second one (own)")
     syn.add_argument("--noise", type=float, default=0.1, help="probability that an item is a random one")
     syn.add_argument("--types", default="stable,periodic,drift",
-                     help="comma-separated behaviour types (stable, periodic, drift, repeat)")
+                     help="comma-separated behaviour types (stable, periodic, periodicP-Q, drift, repeat)")
     syn.add_argument("--seed", type=int, default=0)
     return p
 

@@ -25,6 +25,10 @@ Items are ``n_topics`` topics of ``items_per_topic`` items each. Each user has o
 the same items, so that repeat and drift users need different successor maps (one expert serving both
 must hold both).
 
+``periodicP`` or ``periodicP-Q`` (e.g. ``periodic2-3``, ``periodic5-7``) is the periodic type with its own
+period range ``[P, Q]`` instead of ``period`` / ``period_max``, under that name: several periodic types of
+different frequency in one dataset (fast and slow returns).
+
 ``period_max`` (default: ``period``) makes the period of each periodic user its own, uniform in
 ``[period, period_max]``: the next item is then the successor of the last item's previous occurrence
 in the history (a content-based lookup, as attention does), not the item a fixed number of steps back.
@@ -38,10 +42,18 @@ Lengths are uniform in ``[min_len, max_len]``. Written as RecBole atomic files: 
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 TYPES = ("stable", "periodic", "drift")  # the default mix (Synth, Synth3)
-KNOWN_TYPES = TYPES + ("repeat",)
+KNOWN_TYPES = TYPES + ("repeat", "periodicP-Q")
+_PERIODIC_RANGE = re.compile(r"periodic(\d+)(?:-(\d+))?")
+
+
+def periodic_range(kind: str):
+    """``(P, Q)`` for a type named ``periodicP-Q`` (``(P, P)`` for ``periodicP``), else None."""
+    m = _PERIODIC_RANGE.fullmatch(kind)
+    return (int(m.group(1)), int(m.group(2) or m.group(1))) if m else None
 
 
 def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: list, chain: list,
@@ -51,7 +63,9 @@ def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: 
         a, b = rng.sample(range(len(topics)), 2)
         pool = topics[a] + topics[b]
         seq = [rng.choice(pool) for _ in range(length)]
-    elif kind == "periodic":
+    elif kind == "periodic" or periodic_range(kind):
+        if periodic_range(kind):
+            period, period_max = periodic_range(kind)
         if period_max is not None and period_max != period:
             period = rng.randint(period, period_max)
         cycle = rng.sample(range(n_items), period)
@@ -76,7 +90,7 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
              repeat_max: int = 4, repeat_chain: str = "shared", echo=print) -> Path:
     """Write ``<out>/<name>/<name>.inter`` and ``.types``; returns the folder. See the module docstring."""
     types = list(types)
-    unknown = [t for t in types if t not in KNOWN_TYPES]
+    unknown = [t for t in types if t not in KNOWN_TYPES[:-1] and not periodic_range(t)]
     if unknown or not types:
         raise ValueError(f"unknown behaviour type(s) {unknown or types}; known: {', '.join(KNOWN_TYPES)}")
     if not (5 <= min_len <= max_len):
@@ -93,8 +107,12 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
         raise ValueError(f"noise must be in [0, 1), got {noise}")
     rng = random.Random(seed)
     n_items = n_topics * items_per_topic
-    if max(period, period_max or 0) > n_items:
-        raise ValueError(f"period {max(period, period_max or 0)} exceeds the {n_items} items")
+    for p, q in [periodic_range(t) for t in types if periodic_range(t)]:
+        if not 1 <= p <= q:
+            raise ValueError(f"a periodicP-Q type needs 1 <= P <= Q, got periodic{p}-{q}")
+    longest = max([period, period_max or 0] + [periodic_range(t)[1] for t in types if periodic_range(t)])
+    if longest > n_items:
+        raise ValueError(f"period {longest} exceeds the {n_items} items")
     topics = [list(range(t * items_per_topic, (t + 1) * items_per_topic)) for t in range(n_topics)]
     chain = list(range(n_items))
     rng.shuffle(chain)
