@@ -165,15 +165,19 @@ def main(argv=None):
                 continue
             r = run_variant(args.dataset, args.data_dir, v, seed, extra)
             r["dataset"], r["extra"] = args.dataset, extra
+            # re-read before writing: another process may have added its runs to the same file meanwhile
+            runs = json.load(open(path)) if os.path.isfile(path) else {}
             runs[key] = r
-            with open(path + ".tmp", "w") as f:
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
                 json.dump(runs, f, indent=1)
-            os.replace(path + ".tmp", path)
+            os.replace(tmp, path)
             sep = r["separation"]
             print(f"{v} seed {seed}: valid NDCG@10 {r['valid_ndcg10']:.4f} test {r['test_ndcg10']:.4f} "
                   f"({r['epochs_run']} epochs, {r['seconds']:.0f} s); top experts "
                   + ", ".join(f"{t}->{lab} {s:.2f}" for t, (lab, s) in sep["top"].items())
                   + (f"; distinct {sep['distinct']}" if sep["top"] else ""), flush=True)
+    runs = json.load(open(path)) if os.path.isfile(path) else runs
     mine = {k: r for k, r in runs.items() if r.get("dataset") == args.dataset}
     with open(os.path.join(args.out, "synth_routing.md"), "w") as f:
         f.write(markdown(mine, args.dataset, "valid") + "\n" + markdown(mine, args.dataset, "test"))
