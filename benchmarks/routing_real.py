@@ -120,7 +120,7 @@ def report(args) -> int:
     title = args.title or f"{args.dataset}, {args.epochs} epochs"
     text = markdown(records, title, reference=variants[0])
     if missing:
-        text += "\nNot finished yet: " + ", ".join(f"{v} seed {s}" for v, s in missing) + "\n"
+        text += "\nNo record (not run, or not finished): " + ", ".join(f"{v} seed {s}" for v, s in missing) + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
     with open(args.report, "w", encoding="utf-8") as f:
         f.write(text)
