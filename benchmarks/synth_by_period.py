@@ -20,7 +20,7 @@ seqs = collections.defaultdict(list)
 for line in list(open(f"{data_dir}/{name}/{name}.inter"))[1:]:
     u, i, ts = line.rstrip("\n").split("\t"); seqs[u].append((float(ts), i))
 def period(seq):  # smallest p with most matches seq[t]==seq[t-p]
-    best = max(range(1, 8), key=lambda p: (sum(seq[k] == seq[k - p] for k in range(p, len(seq))) / max(1, len(seq) - p), -p))
+    best = max(range(1, min(13, len(seq))), key=lambda p: (sum(seq[k] == seq[k - p] for k in range(p, len(seq))) / max(1, len(seq) - p), -p))
     return best
 def runlen(seq):
     runs, c = [], 1
@@ -34,7 +34,7 @@ groups = collections.defaultdict(list)
 for u, (rank, j) in r.items():
     s = [i for _, i in sorted(seqs[u])]
     ty = types[u]
-    g = f"{ty} p={period(s)}" if ty == "periodic" else (f"{ty} r={runlen(s)}" if ty == "repeat" else ty)
+    g = f"{ty} p={period(s)}" if ty.startswith("periodic") else (f"{ty} r={runlen(s)}" if ty == "repeat" else ty)
     groups[g].append((rank, j))
 for g in sorted(groups):
     v = groups[g]
