@@ -28,6 +28,16 @@ BASE = {  # small experts on a small, clean dataset; everything else is the prot
 from recbole_famous.config import PROPS_DIR, read_yaml  # noqa: E402
 
 ROUTING = read_yaml(os.path.join(PROPS_DIR, "famousrec_routing.yaml"))  # the routing options, one file
+
+
+def one_expert_per_type(experts, router=True):
+    """routing_bal's options (or w/o router without L_al) with one expert per behaviour type, so that the strong
+    switch balance does not itself split a type over several experts."""
+    if not router:
+        return {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": experts}
+    return {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": experts}
+
+
 VARIANTS = {
     "paper": {},
     "routing": ROUTING,
@@ -40,15 +50,14 @@ VARIANTS = {
     "routing_bal03": {**ROUTING, "gamma_balance": 0.3, "mu_align": 0.0},
     "routing_noal": {**ROUTING, "mu_align": 0.0},  # routing_bal's two keys one at a time
     "routing_g1": {**ROUTING, "gamma_balance": 1.0},
-    "routing_bal3": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
-    "wo_router_noal3": {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": ["attention", "gru", "mlp"]},
-    # one expert per type for two types (SynE: periodic, drift): gru and mamba, the single kinds best on those types
-    "routing_bal_gm": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["gru", "mamba"]},
-    "wo_router_noal_gm": {**ROUTING, "use_router": False, "mu_align": 0.0, "experts": ["gru", "mamba"]},
-    # one expert per type for three types (SynH: fast and slow periodic returns, drift)
-    "routing_bal_agm": {**ROUTING, "gamma_balance": 1.0, "mu_align": 0.0, "experts": ["attention", "gru", "mamba"]},
-    "wo_router_noal_agm": {**ROUTING, "use_router": False, "mu_align": 0.0,
-                           "experts": ["attention", "gru", "mamba"]},
+    "routing_bal3": one_expert_per_type(["attention", "gru", "mlp"]),
+    "wo_router_noal3": one_expert_per_type(["attention", "gru", "mlp"], router=False),
+    # two types (SynE, SynI: periodic, drift): gru and mamba, the single kinds best on those types
+    "routing_bal_gm": one_expert_per_type(["gru", "mamba"]),
+    "wo_router_noal_gm": one_expert_per_type(["gru", "mamba"], router=False),
+    # three types (SynH, SynJ: periodic returns of two period ranges, drift)
+    "routing_bal_agm": one_expert_per_type(["attention", "gru", "mamba"]),
+    "wo_router_noal_agm": one_expert_per_type(["attention", "gru", "mamba"], router=False),
     "switch_only": {"train_routing": "switch", "balance_loss": "switch"},
     "energy_only": {"gate_input": "band_energy"},
     "energy_bands": {"gate_input": "band_energy", "filter_init": "bands"},

@@ -46,7 +46,7 @@ import re
 from pathlib import Path
 
 TYPES = ("stable", "periodic", "drift")  # the default mix (Synth, Synth3)
-KNOWN_TYPES = TYPES + ("repeat", "periodicP-Q")
+KNOWN_TYPES = TYPES + ("repeat",)  # and periodicP-Q, matched by periodic_range
 _PERIODIC_RANGE = re.compile(r"periodic(\d+)(?:-(\d+))?")
 
 
@@ -64,8 +64,7 @@ def _sequence(kind: str, rng: random.Random, length: int, n_items: int, topics: 
         pool = topics[a] + topics[b]
         seq = [rng.choice(pool) for _ in range(length)]
     elif kind == "periodic" or periodic_range(kind):
-        if periodic_range(kind):
-            period, period_max = periodic_range(kind)
+        period, period_max = periodic_range(kind) or (period, period_max)
         if period_max is not None and period_max != period:
             period = rng.randint(period, period_max)
         cycle = rng.sample(range(n_items), period)
@@ -90,9 +89,11 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
              repeat_max: int = 4, repeat_chain: str = "shared", echo=print) -> Path:
     """Write ``<out>/<name>/<name>.inter`` and ``.types``; returns the folder. See the module docstring."""
     types = list(types)
-    unknown = [t for t in types if t not in KNOWN_TYPES[:-1] and not periodic_range(t)]
+    ranges = {t: periodic_range(t) for t in types if periodic_range(t)}
+    unknown = [t for t in types if t not in KNOWN_TYPES and t not in ranges]
     if unknown or not types:
-        raise ValueError(f"unknown behaviour type(s) {unknown or types}; known: {', '.join(KNOWN_TYPES)}")
+        raise ValueError(f"unknown behaviour type(s) {unknown or types}; known: {', '.join(KNOWN_TYPES)}, "
+                         "periodicP-Q")
     if not (5 <= min_len <= max_len):
         raise ValueError(f"need 5 <= min_len <= max_len (RecBole's five-core filter), got {min_len}, {max_len}")
     if n_topics < 2 or items_per_topic < 1 or users_per_type < 1 or not 1 <= period:
@@ -107,10 +108,10 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
         raise ValueError(f"noise must be in [0, 1), got {noise}")
     rng = random.Random(seed)
     n_items = n_topics * items_per_topic
-    for p, q in [periodic_range(t) for t in types if periodic_range(t)]:
+    for p, q in ranges.values():
         if not 1 <= p <= q:
             raise ValueError(f"a periodicP-Q type needs 1 <= P <= Q, got periodic{p}-{q}")
-    longest = max([period, period_max or 0] + [periodic_range(t)[1] for t in types if periodic_range(t)])
+    longest = max([period, period_max or 0] + [q for _, q in ranges.values()])
     if longest > n_items:
         raise ValueError(f"period {longest} exceeds the {n_items} items")
     topics = [list(range(t * items_per_topic, (t + 1) * items_per_topic)) for t in range(n_topics)]
