@@ -59,7 +59,7 @@ def tiny(ml100k_slice, tmp_path_factory):
     body = {"description": "tiny compare", "models": ["SASRec", "GRU4Rec", "FamouSRec"], "datasets": ["mlslice"],
             "seeds": [3],
             "config": {"data_path": ml100k_slice, "epochs": 2, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 128, "topk": [5, 10, 50],
-                       "learning_rate": 0.005,
+                       "learning_rate": 0.005, "stopping_step": 1,
                        "embedding_size": 16, "hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 32,
                        "state": "WARNING"}}
     (tmp / "tiny.yaml").write_text(json.dumps(body))
@@ -154,6 +154,9 @@ def test_compare_with_a_pending_model(tiny, tmp_path):
         sig = list(csv.DictReader(f))
     assert sig[0]["note"] == "FamouSRec not finished yet"
     assert not glob.glob(os.path.join(tiny["out"], "runs", "**", "*.peruser.npz"), recursive=True)  # nothing computed
+    assert "### mlslice: would a shorter patience do?" in md and "trained with patience 1;" in md
+    best = sas["result"]["best_epoch"]
+    assert f"| SASRec | 3 | 1 | 2 | {best} | {float(sas['result']['valid_scores'][str(best)]):.4f} | +0.0% |" in md
 
 
 def test_compare_paired_test_from_checkpoints(tiny, tmp_path):

@@ -31,7 +31,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from recbole_famous.bench import peruser, plots, runs
+from recbole_famous.bench import patience, peruser, plots, runs
 from recbole_famous.bench.table import METRICS, mean_std, ranks, to_csv, write_texts
 from recbole_famous.errors import UsageError
 
@@ -320,7 +320,8 @@ def _curves_part(ds, cur, doc_dir, profile_name) -> tuple:
     return lines, rows, [png]
 
 
-def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=None, echo=print) -> dict:
+def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=None, echo=print,
+                    trained_patience=None) -> dict:
     """Markdown lines, CSV rows and written files of one dataset."""
     names = list(models)
     base, base_valid = best_baseline(models, ours)
@@ -342,6 +343,8 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
     cur = curves(models, out_dir)
     lines += _runs_lines(ds, models, cur)
     curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name)
+    if trained_patience is not None:
+        curve_lines += patience.markdown(ds, cur, int(trained_patience))
     return {"lines": lines + curve_lines, "quality": quality, "significance": sig_rows, "curves": curve_rows,
             "files": files, "failed": sig.get("failed", False)}
 
@@ -361,7 +364,8 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
              "listed with its state.", ""]
     quality, sig, curve_rows, files, failed = [], [], [], [], False
     for ds, models in groups.items():
-        part = dataset_section(ds, models, ours, out_dir, doc_dir, profile.name, cache_dir, echo)
+        part = dataset_section(ds, models, ours, out_dir, doc_dir, profile.name, cache_dir, echo,
+                               (profile.config or {}).get("stopping_step"))
         lines += part["lines"]
         quality += part["quality"]
         sig += part["significance"]
