@@ -248,7 +248,8 @@ def test_split_settings(quick_overrides):
     assert lb.split_setting(build_config("SASRec", "mlslice", overrides=quick_overrides)) == lb.SPLIT_PARTS
     grouped = build_config("SASRec", "mlslice", overrides={**quick_overrides, "length_batches": True})
     assert lb.split_setting(grouped) == 0  # grouped batches are homogeneous already
-    assert lb.split_setting(build_config("EMKD", "mlslice", overrides=quick_overrides)) == 0
+    assert lb.split_setting(build_config("EMKD", "mlslice", overrides=quick_overrides)) == lb.SPLIT_PARTS
+    assert lb.split_setting(build_config("FMLPRec", "mlslice", overrides=quick_overrides)) == 0  # full-length FFT
     with pytest.raises(UsageError, match="length_split"):
         lb.split_setting(build_config("NARM", "mlslice", overrides={**quick_overrides, "length_split": 4}))
 

@@ -208,7 +208,7 @@ SPLIT_PARTS = 8  # what ``length_split: auto`` uses
 # Models whose ``forward(item_seq, item_seq_len)`` encodes each sample on its own and returns (B, ...), exact on a
 # trimmed batch (see ``BUILTIN`` and the plugin's declarations): only the encoder is split, so every loss term,
 # in-batch negatives and batch statistics included, sees the batch it always saw.
-SPLIT_MODELS = frozenset({"SASRec", "GRU4Rec", "Mamba4Rec", "CL4SRec", "DuoRec", "Crocodile"})
+SPLIT_MODELS = frozenset({"SASRec", "GRU4Rec", "Mamba4Rec", "CL4SRec", "DuoRec", "Crocodile", "EMKD"})
 
 
 def split_setting(config) -> int:

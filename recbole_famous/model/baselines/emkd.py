@@ -57,7 +57,9 @@ def mutual_distillation(logits: list[torch.Tensor], tau: float) -> torch.Tensor:
 
 class EMKD(SequentialRecommender):
     # CE and the distillation term are per sample and exact on trimmed batches; the contrastive terms take their
-    # negatives from the batch, which length grouping fills with sequences of one length.
+    # negatives from the batch, which length grouping fills with sequences of one length. The encoder can be split
+    # (``length_split``): ``forward`` encodes each sequence on its own, batch first, so every loss term sees the
+    # batch it always saw.
     length_batches = "allowed"
 
     _init_weights = SASRec._init_weights
@@ -82,26 +84,30 @@ class EMKD(SequentialRecommender):
         self.apply(self._init_weights)
 
     def forward(self, item_seq, item_seq_len):
-        """Each network's representation of each sequence: (N, B, d)."""
+        """Each network's representation of each sequence: (B, N, d) (batch first, so that ``length_split`` can
+        run it on length-sorted parts of the batch)."""
         mask = self.get_attention_mask(item_seq)
         return torch.stack([net(table(item_seq), mask, item_seq_len)
-                            for table, net in zip(self.item_embeddings, self.networks)])
+                            for table, net in zip(self.item_embeddings, self.networks)], dim=1)
 
     def network_logits(self, states: torch.Tensor) -> list[torch.Tensor]:
-        return [h @ table.weight[: self.n_items].t() for h, table in zip(states, self.item_embeddings)]
+        """Each network's item scores from its states (B, N, d): N tensors (B, |I|)."""
+        return [h @ table.weight[: self.n_items].t() for h, table in zip(states.unbind(1), self.item_embeddings)]
 
     def calculate_loss(self, interaction):
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         target = interaction[self.POS_ITEM_ID]
-        anchors = self.forward(item_seq, item_seq_len)
-        logits = self.network_logits(anchors)
+        states = self.forward(item_seq, item_seq_len)
+        logits = self.network_logits(states)
+        anchors = states.transpose(0, 1)  # (N, B, d)
         loss = sum(self.loss_fct(z, target) for z in logits)
         if self.mu > 0 and self.n_networks > 1:
             loss = loss + self.mu * mutual_distillation(logits, self.tau)
         if self.lmd > 0 and self.n_views > 0:
             cl = anchors.new_zeros(())
             for _ in range(self.n_views):
-                views = self.forward(*augment.random_mask(item_seq, item_seq_len, self.mask_ratio, self.mask_token))
+                views = self.forward(*augment.random_mask(item_seq, item_seq_len, self.mask_ratio,
+                                                          self.mask_token)).transpose(0, 1)
                 for n in range(self.n_networks):
                     cl = cl + anchored_nce(anchors[n], views[n], anchors[n], self.tau, "cos")  # ICL
                     for u in range(self.n_networks):
@@ -113,7 +119,7 @@ class EMKD(SequentialRecommender):
     def predict(self, interaction):
         states = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         item = interaction[self.ITEM_ID]
-        return torch.stack([(h * t(item)).sum(-1) for h, t in zip(states, self.item_embeddings)]).mean(0)
+        return torch.stack([(h * t(item)).sum(-1) for h, t in zip(states.unbind(1), self.item_embeddings)]).mean(0)
 
     def full_sort_predict(self, interaction):
         states = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
