@@ -181,17 +181,19 @@ def main():
                         c.step()
                 print(f"\n{spec} {c.label}, torch.profiler over 10 steps (self CPU time):")
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    # a model spec may set its own train_batch_size: each copy's epoch is its own loader's batches
     total = len(blocks[0][1][0].loader)
     steps = blocks[0][1][0].steps
-    how = "measured" if steps >= total * epochs else f"mean of {steps} steps x {total} batches"
-    sasrec = {c.label: c.seconds / c.steps * total for spec, copies in blocks if spec == "SASRec" for c in copies}
+    how = "measured" if steps >= total * epochs else f"mean of {steps} steps x the batches of each copy's epoch"
+    sasrec = {c.label: c.seconds / c.steps * len(c.loader) for spec, copies in blocks if spec == "SASRec"
+              for c in copies}
     print(f"\nseconds per epoch ({how}); x: RecBole's batches / this; vs SASRec: this / SASRec's on the same kind"
           " of batches (SASRec's grouped for a model with RecBole's only)")
     for spec, copies in blocks:
-        ref = copies[0].seconds / copies[0].steps * total
+        ref = copies[0].seconds / copies[0].steps * len(copies[0].loader)
         cells = []
         for c in copies:
-            per_epoch = c.seconds / c.steps * total
+            per_epoch = c.seconds / c.steps * len(c.loader)
             vs = sasrec.get("grouped" if len(copies) == 1 else c.label)
             cells.append(f"{c.label} {per_epoch:7.1f} s ({ref / per_epoch:.2f}x"
                          + (f", {per_epoch / vs:.2f}x SASRec's" if vs and spec != "SASRec" else "") + ")"
