@@ -94,3 +94,17 @@ def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
     md = open(os.path.join(docs, "p", "table2.md")).read()
     assert "**`p`**: toy budget" in md and "+20.0% vs SASRec" in md
     assert "Made by: `python -m recbole_famous.bench table --profile" in md
+    # a command that selects one model (or one dataset outside the profile) still writes the whole profile's table
+    argv = ["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs, "--models", "SASRec"]
+    assert cli.main(argv) == 0
+    md = open(os.path.join(docs, "p", "table2.md")).read()
+    assert "| metric | SASRec | FamouSRec | Improv. |" in md and "+20.0% vs SASRec" in md
+    (other,) = plan.plan(profile, ["SASRec"], ["Arts"])
+    path = runs.record_path(out, other)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump({**_rec("SASRec", 1, 0.04), "spec": runs.spec_dict(other)}, f)
+    assert cli.main(["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs,
+                     "--datasets", "Arts"]) == 0
+    md = open(os.path.join(docs, "p", "table2.md")).read()
+    assert md.index("### Instruments") < md.index("### Arts") and "+20.0% vs SASRec" in md

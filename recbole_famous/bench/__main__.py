@@ -99,12 +99,22 @@ def _write_table(records, args, profile, argv, echo) -> None:
     if not records:
         echo("no finished runs yet: no table")
         return
-    order = list(getattr(args, "models_list", None) or profile.models)
+    order = list(profile.models) + [m for m in getattr(args, "models_list", None) or [] if m not in profile.models]
     out = _docs_dir(args, profile)
     paths = table.write(records, out, profile.name, profile.description, getattr(args, "ours", "FamouSRec"), order)
     with open(paths[0], "a", encoding="utf-8") as f:
         f.write(f"\nMade by: `{_command(argv)}` (from the run records under `{args.out}`).\n")
     echo("wrote " + ", ".join(paths))
+
+
+def _union(first, second) -> list:
+    """The runs of ``first`` then those of ``second`` not in it (same key = same run record), in order."""
+    seen, out = set(), []
+    for spec in list(first) + list(second):
+        if spec.key not in seen:
+            seen.add(spec.key)
+            out.append(spec)
+    return out
 
 
 def _interrupt(signum, frame):
@@ -148,7 +158,10 @@ def _dispatch(args, argv, echo) -> int:
         if args.command == "run":
             counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads)
             echo(f"benchmark: {counts}")
-        records = [r for r in (runs.load_record(runs.record_path(args.out, s)) for s in specs) if r]
+        # the profile's table covers every finished run of the profile, not only this command's selection
+        # (a run of one model must not leave a table of that model alone)
+        every = _union(plan.plan(profile, extra=_sets(args.set)), specs)
+        records = [r for r in (runs.load_record(runs.record_path(args.out, s)) for s in every) if r]
         _write_table(records, args, profile, argv, echo)
         return 0 if args.command == "table" or counts["failed"] == 0 else 1
     if args.command == "ablations":
