@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 
 import pytest
 
@@ -75,7 +76,6 @@ def test_csv_long_form(tmp_path):
 
 def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
     import json
-    import os
 
     from recbole_famous.bench import __main__ as cli
     from recbole_famous.bench import plan, runs
@@ -108,3 +108,20 @@ def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
                      "--datasets", "Arts"]) == 0
     md = open(os.path.join(docs, "p", "table2.md")).read()
     assert md.index("### Instruments") < md.index("### Arts") and "+20.0% vs SASRec" in md
+
+
+def test_a_table_whose_records_are_gone_is_kept(tmp_path):
+    """A dataset in the written table whose run records are not here (another machine's runs): the new runs'
+    table gets a name of its own instead of replacing it."""
+    out = str(tmp_path)
+    table.write(RECORDS, out, "cpu", "2 epochs")
+    before = open(os.path.join(out, "table2.md")).read()
+    assert table.datasets_in(os.path.join(out, "table2.csv"))[0] == "Instruments"
+    assert table.stem_keeping(out, RECORDS) == ("table2", [])
+    arts_only = [r for r in RECORDS if r["spec"]["dataset"] == "Arts"] or [_rec("SASRec", 1, 0.05, dataset="Arts")]
+    stem, lost = table.stem_keeping(out, arts_only)
+    assert stem == "table2_Arts" and "Instruments" in lost
+    table.write(arts_only, out, "cpu", "2 epochs", stem=stem)
+    assert open(os.path.join(out, "table2.md")).read() == before
+    assert "### Arts" in open(os.path.join(out, "table2_Arts.md")).read()
+    assert table.stem_keeping(str(tmp_path / "empty"), RECORDS) == ("table2", [])

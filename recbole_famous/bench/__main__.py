@@ -101,7 +101,12 @@ def _write_table(records, args, profile, argv, echo) -> None:
         return
     order = list(profile.models) + [m for m in getattr(args, "models_list", None) or [] if m not in profile.models]
     out = _docs_dir(args, profile)
-    paths = table.write(records, out, profile.name, profile.description, getattr(args, "ours", "FamouSRec"), order)
+    stem, lost = table.stem_keeping(out, records)
+    if lost:
+        echo(f"the table in {out} also holds {', '.join(lost)}, whose run records are not under {args.out}: "
+             f"it is kept, and these runs' table goes to {stem}.md")
+    paths = table.write(records, out, profile.name, profile.description, getattr(args, "ours", "FamouSRec"), order,
+                        stem=stem)
     with open(paths[0], "a", encoding="utf-8") as f:
         f.write(f"\nMade by: `{_command(argv)}` (from the run records under `{args.out}`).\n")
     echo("wrote " + ", ".join(paths))

@@ -177,6 +177,25 @@ def write(records, out_dir: str, profile_name: str, profile_description: str = "
     return write_texts(out_dir, files)
 
 
+def datasets_in(csv_path: str) -> list:
+    """The datasets of a written ``<stem>.csv`` (none when it does not exist), in order."""
+    if not os.path.isfile(csv_path):
+        return []
+    with open(csv_path, encoding="utf-8") as f:
+        return list(OrderedDict.fromkeys(row["dataset"] for row in csv.DictReader(f) if row.get("dataset")))
+
+
+def stem_keeping(out_dir: str, records, stem="table2") -> tuple:
+    """``(stem, lost)``: ``stem`` unless the table already there holds datasets that none of ``records`` covers
+    (their run records are not on this machine): then a table of its own, ``<stem>_<dataset>_<dataset>...``, so
+    that the committed one is not replaced by a smaller one; ``lost`` names those datasets."""
+    have = {r["spec"]["dataset"] for r in records}
+    lost = [d for d in datasets_in(os.path.join(out_dir, f"{stem}.csv")) if d not in have]
+    if not lost:
+        return stem, []
+    return stem + "_" + "_".join(sorted(have)), lost
+
+
 def write_texts(out_dir: str, texts: dict) -> list:
     """Write ``{file name: text}`` under ``out_dir``; return the paths."""
     paths = []
