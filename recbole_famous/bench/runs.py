@@ -8,8 +8,11 @@ Layout under the output folder (``results/bench`` by default, git-ignored):
 * ``...seed<N>.failed.json``: a run that exited with an error (exit code, log tail). Skipped on resume
   unless ``retry_failed``; a later success removes it.
 * ``...seed<N>.lock``: the pid of the process running it; a live lock makes another benchmark skip the run.
-* ``logs/...seed<N>.log``: the run's full log; ``saved/...``: its best checkpoint; ``runner/``: the runner's
-  own ``result.json`` and ``run.log``.
+* ``logs/...seed<N>.log``: the run's full log, appended to by each start of the run (a resumed run keeps the log
+  of the epochs before it; a ``=== ... ===`` line marks each start); ``saved/...``: its best checkpoint;
+  ``runner/``: the runner's own ``result.json`` and ``run.log``.
+
+While a run trains, the benchmark prints a line per validated epoch (read from its log).
 
 A run killed half-way leaves no record, so resuming runs it again: from the last validated epoch when the
 runner left a ``.resume.pth`` in the run's checkpoint folder (``worker.resume_point``), else from its start.
@@ -18,8 +21,10 @@ runner left a ``.resume.pth`` in the run's checkpoint folder (``worker.resume_po
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -90,19 +95,52 @@ def spec_dict(spec) -> dict:
     return d
 
 
-def launch_subprocess(job_path: str, out_path: str, log_path: str) -> int:
-    """Run the job in a fresh Python process (its own peak memory, nothing shared); returns its exit code."""
-    with open(log_path, "w", encoding="utf-8") as log:
+_EVALUATED = re.compile(r"epoch (\d+) evaluating \[time: ([\d.]+)s, valid_score: ([\d.]+)\]")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def epoch_lines(text: str) -> list:
+    """``(epoch, valid score)`` of each validated epoch that RecBole's trainer logged in ``text``."""
+    return [(int(m.group(1)), float(m.group(3))) for m in _EVALUATED.finditer(_ANSI.sub("", text))]
+
+
+def launch_subprocess(job_path: str, out_path: str, log_path: str, echo=None, poll_seconds: float = 30.0) -> int:
+    """Run the job in a fresh Python process (its own peak memory, nothing shared); returns its exit code.
+    The log is appended to (a resumed run keeps the earlier epochs' lines); with ``echo``, a line per validated
+    epoch is printed as the log shows it."""
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} start of {os.path.basename(job_path)} ===\n")
+        log.flush()
+        offset = log.tell()
         proc = subprocess.Popen([sys.executable, "-m", "recbole_famous.bench.worker", job_path, out_path],
                                 stdout=log, stderr=subprocess.STDOUT)
         with open(_sibling(out_path, ".lock"), "a") as lock:  # the run is live while either process is
             lock.write(f" {proc.pid}")
         try:
-            return proc.wait()
+            while True:
+                try:
+                    code = proc.wait(timeout=poll_seconds)
+                except subprocess.TimeoutExpired:
+                    code = None
+                if echo is not None:
+                    offset = echo_epochs(log_path, offset, echo)
+                if code is not None:
+                    return code
         except BaseException:  # Ctrl-C / SIGTERM of the benchmark stops its run too
             proc.terminate()
             proc.wait()
             raise
+
+
+def echo_epochs(log_path: str, offset: int, echo) -> int:
+    """Print the epochs validated in the log since ``offset`` (whole lines only); the new offset."""
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    done = chunk.rfind(b"\n") + 1
+    for epoch, score in epoch_lines(chunk[:done].decode("utf-8", errors="replace")):
+        echo(f"  epoch {epoch}: valid score {score:.4f}")
+    return offset + done
 
 
 def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=print, launcher=None,
@@ -137,7 +175,7 @@ def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=p
         f.write(str(os.getpid()))
     start = time.time()
     try:
-        code = (launcher or launch_subprocess)(job_path, path, log_path)
+        code = (launcher or functools.partial(launch_subprocess, echo=echo))(job_path, path, log_path)
     finally:
         if os.path.isfile(lock):
             os.remove(lock)
