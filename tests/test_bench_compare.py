@@ -198,6 +198,14 @@ def test_learning_curve_of_a_run_still_going(tiny, tmp_path):
     assert cli.main(["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs]) == 0
     md = _md(docs)
     assert "| FamouSRec | 3 | pending | 2 so far |" in md
+    said = []
+    assert cli._dispatch(cli.parser().parse_args(["status", "--profile", tiny["profile"], "--out", out]),
+                         [], said.append) == 0
+    best = curve["best_epoch"]
+    assert said[2].startswith("pending") and said[2].endswith(
+        f"seed 3  2 epochs so far, best valid {curve['scores'][best]:.4f} at epoch {best}")
+    assert said[0].startswith("finished") and said[0].endswith("2 epochs, best valid "
+                                                              f"{float(sas_scores[str(best)]):.4f} at epoch {best}")
 
 
 def test_p_cell_says_what_is_missing():

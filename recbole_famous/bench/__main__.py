@@ -112,6 +112,18 @@ def _write_table(records, args, profile, argv, echo) -> None:
     echo("wrote " + ", ".join(paths))
 
 
+def _progress(curve) -> str:
+    """``status``'s note on a run's epochs: from its record, or from its resume checkpoint while it is going."""
+    if not curve or not curve["scores"]:
+        return ""
+    best = curve["best_epoch"]
+    so_far = "" if curve["source"] == "finished" else " so far"
+    text = f"  {curve['epochs_run'] or len(curve['scores'])} epochs{so_far}"
+    if best is not None and best in curve["scores"]:
+        text += f", best valid {curve['scores'][best]:.4f} at epoch {best}"
+    return text
+
+
 def _union(first, second) -> list:
     """The runs of ``first`` then those of ``second`` not in it (same key = same run record), in order."""
     seen, out = set(), []
@@ -157,8 +169,12 @@ def _dispatch(args, argv, echo) -> int:
                 echo("a per-user check failed: those p-values are left out (see the Markdown)")
             return 1 if failed else 0
         if args.command == "status":
-            for spec in specs:
-                echo(f"{runs.state(args.out, spec):9s} {spec.dataset:12s} {spec.label:28s} seed {spec.seed}")
+            from recbole_famous.bench import compare
+
+            for entry in compare.entries(specs, args.out):
+                spec = entry["spec"]
+                echo(f"{entry['state']:9s} {spec.dataset:12s} {spec.label:28s} seed {spec.seed}"
+                     + _progress(compare.valid_curve(entry, args.out)))
             return 0
         if args.command == "run":
             counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads)
