@@ -41,3 +41,25 @@ def test_echo_reads_only_whole_new_lines(tmp_path):
         f.write(LINE.format(e=1, s=0.06)[30:])
     runs.echo_epochs(str(log), offset, said.append)
     assert said[-1] == "  epoch 1: valid score 0.0600"
+
+
+def test_a_lock_whose_pid_was_reused_after_a_restart_is_stale(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    lock = tmp_path / "seed1.lock"
+    lock.write_text(str(os.getpid()))  # this process, started before the lock: live
+    assert runs.lock_is_live(str(lock))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(f"999999999 {other.pid}")
+        assert runs.lock_is_live(str(lock))  # written after it started: its run
+        past = time.time() - 3600
+        os.utime(lock, (past, past))  # the same number, but the lock is older than the process
+        assert not runs.lock_is_live(str(lock))
+        assert runs.process_start(other.pid) > past
+    finally:
+        other.kill()
+        other.wait()
+    assert not runs.lock_is_live(str(lock)) and not runs.lock_is_live(str(tmp_path / "none.lock"))

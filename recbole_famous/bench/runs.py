@@ -7,7 +7,8 @@ Layout under the output folder (``results/bench`` by default, git-ignored):
   benchmark never reruns it.
 * ``...seed<N>.failed.json``: a run that exited with an error (exit code, log tail). Skipped on resume
   unless ``retry_failed``; a later success removes it.
-* ``...seed<N>.lock``: the pid of the process running it; a live lock makes another benchmark skip the run.
+* ``...seed<N>.lock``: the pids of the benchmark and its run; a live lock makes another benchmark skip the run (a
+  pid that started after the lock was written is another process that got the number after a restart: stale).
 * ``logs/...seed<N>.log``: the run's full log, appended to by each start of the run (a resumed run keeps the log
   of the epochs before it; a ``=== ... ===`` line marks each start); ``saved/...``: its best checkpoint;
   ``runner/``: the runner's own ``result.json`` and ``run.log``.
@@ -64,6 +65,36 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from Linux's /proc; None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after the command name
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def lock_is_live(lock_path: str) -> bool:
+    """A lock names the benchmark's and its run's pids; it is live while one of them runs. A pid that runs but
+    started after the lock was last written is another process that got the number after a restart (the lock
+    is stale)."""
+    try:
+        with open(lock_path) as f:
+            pids = [int(p) for p in f.read().split()]
+        written = os.path.getmtime(lock_path)
+    except (OSError, ValueError):
+        return False
+    for pid in pids:
+        if _pid_alive(pid):
+            started = process_start(pid)
+            if started is None or started <= written + 1.0:
+                return True
+    return False
+
+
 def changed_keys(record: dict, spec) -> list:
     """Settings in which a finished record differs from ``spec`` (the profile was edited since it ran)."""
     old, new = record.get("spec", {}).get("overrides", {}), spec.overrides_dict()
@@ -76,14 +107,8 @@ def state(out_dir: str, spec) -> str:
     record = load_record(path)
     if record is not None:
         return "changed" if changed_keys(record, spec) else "finished"
-    lock = _sibling(path, ".lock")
-    if os.path.isfile(lock):
-        try:
-            with open(lock) as f:
-                if any(_pid_alive(int(p)) for p in f.read().split()):
-                    return "running"
-        except (OSError, ValueError):
-            pass
+    if lock_is_live(_sibling(path, ".lock")):
+        return "running"
     if os.path.isfile(_sibling(path, ".failed.json")):
         return "failed"
     return "pending"
