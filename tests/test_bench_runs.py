@@ -187,3 +187,15 @@ def test_run_finished_by_another_process_meanwhile_is_not_counted_as_ran(tmp_pat
     assert calls == ["SASRec1"]
     assert counts == {"finished_before": 1, "ran": 1, "failed": 0, "skipped": 0}
     assert sum("done in" in line for line in lines) == 1 and "another process" in lines[-1]
+
+
+def test_half_done_runs_go_first(tmp_path):
+    specs = plan.plan(_profile(tmp_path))
+    out = str(tmp_path / "out")
+    folder = runs.checkpoint_dir(out, specs[2])  # SASRec seed 2: a stopped attempt left a resume checkpoint
+    os.makedirs(folder)
+    open(os.path.join(folder, "SASRec-mlslice-x.resume.pth"), "w").close()
+    calls, said = [], []
+    assert runs.run_all(specs, out, echo=said.append, launcher=_writer(calls))["ran"] == 4
+    assert calls == ["SASRec2", "SASRec1", "GRU4Rec1", "SASRec3"]
+    assert "4 to go (1 of them half done, first;" in said[0]

@@ -221,13 +221,19 @@ def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=p
 
 def run_all(specs, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=print, launcher=None,
             threads: int = 1) -> dict:
-    """Run every spec in order, one at a time; returns counts by outcome. Progress on ``echo``."""
+    """Run every spec in order, one at a time, those that an earlier, stopped attempt left half done (a resume
+    checkpoint) first, so that started runs finish before new ones begin; returns counts by outcome. Progress on
+    ``echo``."""
+    from recbole_famous.bench.worker import resume_point
+
     counts = {"finished_before": 0, "ran": 0, "failed": 0, "skipped": 0}
     durations = []
     todo = [s for s in specs if state(out_dir, s) != "finished"]
+    started = [s for s in todo if resume_point(checkpoint_dir(out_dir, s))]
+    todo = started + [s for s in todo if s not in started]
     counts["finished_before"] = len(specs) - len(todo)
     echo(f"{len(specs)} runs planned, {counts['finished_before']} already finished, {len(todo)} to go "
-         f"(records under {os.path.join(out_dir, 'runs')})")
+         f"({len(started)} of them half done, first; records under {os.path.join(out_dir, 'runs')})")
     for i, spec in enumerate(todo, 1):
         eta = ""
         if durations:
