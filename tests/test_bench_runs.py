@@ -199,3 +199,12 @@ def test_half_done_runs_go_first(tmp_path):
     assert runs.run_all(specs, out, echo=said.append, launcher=_writer(calls))["ran"] == 4
     assert calls == ["SASRec2", "SASRec1", "GRU4Rec1", "SASRec3"]
     assert "4 to go (1 of them half done, first;" in said[0]
+
+
+def test_a_missing_dataset_stops_the_benchmark_before_any_run(tmp_path, capsys):
+    _profile(tmp_path)
+    out = str(tmp_path / "out")
+    assert cli.main(["run", "--profile", str(tmp_path / "prof.yaml"), "--out", out, "--datasets", "Nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dataset 'Nope' not found") and "\n" not in err
+    assert not os.path.exists(os.path.join(out, "logs"))  # no run was started

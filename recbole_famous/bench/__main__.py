@@ -112,6 +112,21 @@ def _write_table(records, args, profile, argv, echo) -> None:
     echo("wrote " + ", ".join(paths))
 
 
+def _check_datasets(specs, out_dir: str) -> None:
+    """Each dataset that a run still to do needs must be there (or be prepared now, by the data layer), before
+    any run starts: a ``UsageError`` saying how, instead of one failed run per model."""
+    from recbole_famous.bench import runs
+    from recbole_famous.pipeline import build_config, check_dataset
+
+    seen = set()
+    for spec in specs:
+        if spec.dataset in seen or runs.state(out_dir, spec) == "finished":
+            continue
+        seen.add(spec.dataset)
+        overrides = {k: v for k, v in spec.overrides_dict().items() if k in ("data_path", "source_path")}
+        check_dataset(build_config(spec.model, spec.dataset, overrides={**overrides, "state": "ERROR"}))
+
+
 def _progress(curve) -> str:
     """``status``'s note on a run's epochs: from its record, or from its resume checkpoint while it is going."""
     if not curve or not curve["scores"]:
@@ -177,6 +192,7 @@ def _dispatch(args, argv, echo) -> int:
                      + _progress(compare.valid_curve(entry, args.out)))
             return 0
         if args.command == "run":
+            _check_datasets(specs, args.out)
             counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads)
             echo(f"benchmark: {counts}")
         # the profile's table covers every finished run of the profile, not only this command's selection
