@@ -95,6 +95,35 @@ def test_specialization_chunked_equals_reference_with_gradients():
             assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk", [4, 100])  # 4 < B: recomputed per block; 100 >= B: every block kept
+@pytest.mark.parametrize("m", [1, 3])
+def test_specialization_blocks_give_the_same_loss_and_gradients(chunk, m, monkeypatch):
+    """Blocks of ``block_values`` log-probabilities (allocator-friendly pieces of a chunk) change nothing:
+    blocks of 1, 2 and 3 users against one block for the whole batch, loss and every gradient; and the
+    blocks really are that small (the log-probabilities computed per call never exceed the bound)."""
+    from recbole_famous.model import losses
+    torch.manual_seed(4)
+    b, k, n, d = 7, 3, 11, 4
+    own = torch.randn(b, k, d, dtype=torch.float64, requires_grad=True)
+    others = torch.randn(b, m, k, d, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
+    sampled = m == 1
+    one = losses.specialization_loss(own, others, items, chunk_size=chunk, sampled=sampled, block_values=10 ** 9)
+    g_one = torch.autograd.grad(one, (own, others, items))
+    seen = []
+    real = losses._spe_log_probs
+    monkeypatch.setattr(losses, "_spe_log_probs", lambda o, t, i: (seen.append(t.shape[0]), real(o, t, i))[1])
+    for users in (1, 2, 3):
+        seen.clear()
+        got = losses.specialization_loss(own, others, items, chunk_size=chunk, sampled=sampled,
+                                         block_values=users * m * k * n)
+        g_got = torch.autograd.grad(got, (own, others, items))
+        assert got.item() == pytest.approx(one.item(), rel=1e-12)
+        for a, c in zip(g_got, g_one):
+            assert torch.allclose(a, c, rtol=1e-10, atol=1e-13)
+        assert max(seen) == min(users, chunk) and sum(seen) >= b, seen  # forward (+ recomputed backward)
+
+
 def test_sampled_estimate_is_exact_for_two_experts_and_unbiased_for_three():
     torch.manual_seed(2)
     pairs = torch.randn(1, 2, 2, 4, dtype=torch.float64)
