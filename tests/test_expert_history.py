@@ -11,7 +11,7 @@ import torch
 from famousrec_fakes import make_batch, make_model
 from recbole_famous.errors import UsageError
 from recbole_famous.model.experts import ExpertParams, build_expert
-from recbole_famous.model.history import encode_histories, left_to_right, right_to_left
+from recbole_famous.model.history import encode_history, left_to_right, length_parts, right_to_left
 from recbole_famous.model.losses import specialization_loss
 
 KINDS = ["attention", "gru", "mamba", "mlp"]
@@ -23,6 +23,18 @@ def _left_padded(lengths, n=9, d=8, seed=0):
     mask = torch.arange(n)[None] >= (n - lengths)[:, None]
     x = torch.randn(len(lengths), n, d, generator=g)  # non-zero in the padding too: the filters' spill
     return x, mask, lengths
+
+
+def encode_histories(expert, x, mask, last_only, n_parts):
+    """``expert`` on each row's real positions of left-padded ``x``, on ``n_parts`` length-sorted parts, rows
+    back in batch order: what ``MoELayer`` does with the components in ``expert_input: history``."""
+    lengths, outs, rows = mask.sum(1), [], []
+    for idx, width in length_parts(lengths, n_parts):
+        part_len = lengths[idx]
+        xs = left_to_right(x[idx], part_len, width)
+        outs.append(encode_history(expert, xs, torch.arange(width)[None] < part_len[:, None], last_only, x.size(1)))
+        rows.append(idx)
+    return torch.cat(outs)[torch.argsort(torch.cat(rows))]
 
 
 def test_layouts_round_trip_on_the_real_positions():
@@ -159,3 +171,45 @@ def test_a_famousrec_checkpoint_from_before_the_keys_loads_and_resumes_as_window
                                       "settings": dict(quick_overrides)}}
     assert "expert_input" not in checkpoint.rebuild_inputs(sas_ckpt)[3]
     checkpoint.check_compatible(sas_ckpt, sas, "resume")
+
+
+@pytest.mark.parametrize("router", [{}, {"gate_input": "band_energy"}, {"gate_summary": "mean"},
+                                    {"frequency_learning": False}])
+def test_history_layer_equals_the_window_components_read_at_the_real_positions(router):
+    """``expert_input: history`` computes the router's components on each part's real positions (a Toeplitz
+    product in the time domain) instead of the whole window's FFT: gate logits, every M_j(x_j), every pair
+    M_k(x_j) and the mixture must equal the FFT components of the window read at each user's real positions,
+    one user at a time; and so must the gradients of the filters and the gate. (Both compute the filtering in
+    float32, whatever the input's precision: float32 tolerances.)"""
+    from recbole_famous.model.mixture import MoELayer
+    torch.manual_seed(0)
+    n, d, lengths = 9, 8, [9, 4, 1, 6, 2, 9, 3]
+    layer = MoELayer(KINDS, ExpertParams(d, 16, 2, 0.0, 0.0, d_state=4), n, expert_input="history",
+                     expert_parts=3, **router).double().train()
+    x, mask, lengths = _left_padded(lengths, n=n, d=d)
+    x = (x * mask.unsqueeze(-1)).double()  # FamouSRec zeroes the padding before each router
+    out = layer(x, mask, top_k=4, last_only=True, need_pairs="exact")
+    comps = layer.router.components(x)  # the window's components (B, K, n, d)
+    want_logits = layer.router.gate_logits(comps, mask, x)
+    want_own, want_pairs = [], []
+    for u, t in enumerate(lengths.tolist()):
+        one = torch.ones(1, t, dtype=torch.bool)
+        real = comps[u:u + 1, :, n - t:]  # (1, K, t, d)
+        want_pairs.append(torch.stack([torch.cat([e.forward_last(real[:, j], one) for e in layer.experts])
+                                       for j in range(4)]))  # (K_j, K_k, d)
+        want_own.append(torch.stack([want_pairs[-1][j, j] for j in range(4)]))
+    want_own, want_pairs = torch.stack(want_own), torch.stack(want_pairs)
+    torch.testing.assert_close(out.gate_logits, want_logits, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out.own, want_own, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out.pairs, want_pairs, atol=1e-6, rtol=1e-5)
+    weights = torch.softmax(want_logits, -1).unsqueeze(-1)
+    torch.testing.assert_close(out.hidden, (want_own * weights).sum(1), atol=1e-6, rtol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    probe = lambda o, p, lg: (o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() \
+        + (p * torch.randn(p.shape, generator=g, dtype=p.dtype)).sum() + lg.square().sum()
+    params = [p for name, p in layer.named_parameters() if name.startswith("router.")]
+    got = torch.autograd.grad(probe(out.own, out.pairs, out.gate_logits), params)
+    g.manual_seed(1)
+    want = torch.autograd.grad(probe(want_own, want_pairs, want_logits), params)
+    for a, b in zip(got, want):  # float32 filtering, through log band energies for band_energy
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -58,6 +58,9 @@ Speed (issue 13; ``docs/speed.md`` measures them):
 * ``expert_input: history``: each expert reads only the real positions of its component (from the first
   real item, read out at the last), on ``expert_parts`` length-sorted parts of the batch, each trimmed to
   its longest history (``history.py``); ``window`` reads the whole left-padded window, spill included.
+  With ``history`` the router's components are computed on each part's real positions only, as a
+  time-domain convolution (``FrequencyRouter.history_components``): the same values as the window's FFT
+  read there, without the (B, K, n, d) window.
 * ``spe_users``: L_spe (Eqs. 11-13) on that many users drawn at random from each batch (0 = all): each KL
   is still over all items; the numerator and denominator are estimated on the subset (unbiased each).
 * ``spe_items``: L_spe's item distributions (Eq. 13) over that many items drawn at random per batch

@@ -15,8 +15,10 @@ to read a component:
   (``expert_parts``), with the same result per user as untrimmed (float tolerance; tested). Most training
   samples are short (Instruments: mean length 6.2 of 50), so the experts cost a fraction of the window.
 
-``encode_histories`` does the re-layout, the parts and the reassembly; ``left_to_right`` / ``right_to_left``
-move a component between the two layouts.
+``left_to_right`` / ``right_to_left`` move a tensor between the two layouts, ``length_parts`` cuts a batch into
+length-sorted parts, ``encode_history`` runs an expert on one part. ``MoELayer`` (``mixture.py``) runs the whole
+layer part by part: the router's components are computed on each part's real positions directly
+(``FrequencyRouter.history_components``), never on the whole window.
 """
 from __future__ import annotations
 
@@ -57,22 +59,11 @@ def length_parts(lengths: torch.Tensor, n_parts: int):
     return parts
 
 
-def encode_histories(expert, x: torch.Tensor, mask: torch.Tensor, last_only: bool, n_parts: int) -> torch.Tensor:
-    """``expert`` on the real positions of each row of ``x`` (b, n, d, left padded; ``mask`` (b, n) True on real
-    items), on ``n_parts`` length-sorted parts. Returns the last real position, (b, d), if ``last_only``, else
-    every position in the left-padded layout, (b, n, d), zero on the padding."""
+def encode_history(expert, x: torch.Tensor, mask: torch.Tensor, last_only: bool, n: int) -> torch.Tensor:
+    """``expert`` on histories laid out from their first real item: ``x`` (b, W, d), ``mask`` (b, W) True on real
+    items. Returns the output at each last real item, (b, d), if ``last_only``, else every position back in the
+    left-padded window of ``n`` positions, (b, n, d), zero on the padding."""
     lengths = mask.sum(1)
-    n = x.size(1)
-    outs, rows = [], []
-    for idx, width in length_parts(lengths, n_parts):
-        part_len = lengths.index_select(0, idx)
-        xs = left_to_right(x.index_select(0, idx), part_len, width)
-        ms = torch.arange(width, device=x.device).unsqueeze(0) < part_len.unsqueeze(1)
-        if last_only:
-            outs.append(expert.forward_history(xs, ms, (part_len - 1).clamp(min=0)))
-        else:
-            outs.append(right_to_left(expert(xs, ms), part_len, n))
-        rows.append(idx)
-    if len(outs) == 1:
-        return outs[0].index_select(0, torch.argsort(rows[0]))
-    return torch.cat(outs).index_select(0, torch.argsort(torch.cat(rows)))
+    if last_only:
+        return expert.forward_history(x, mask, (lengths - 1).clamp(min=0))
+    return right_to_left(expert(x, mask), lengths, n)

@@ -29,6 +29,7 @@ trimmed to its longest history: ``history.py``).
 ``component_dropout`` > 0 applies dropout to each component after the filters (instead of to the
 embeddings before the FFT, ``FamouSRec``'s ``dropout_position: components``).
 """
+import functools
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 
 from recbole_famous.model.experts import ExpertParams, build_expert
-from recbole_famous.model.history import EXPERT_INPUTS, encode_histories
+from recbole_famous.model.history import EXPERT_INPUTS, encode_history, left_to_right, length_parts
 from recbole_famous.model.router import FrequencyRouter
 
 TRAIN_ROUTINGS = ("dense", "switch")
@@ -129,56 +130,107 @@ class MoELayer(nn.Module):
                                       gate_input=gate_input)
         self.experts = nn.ModuleList(build_expert(kind, params) for kind in self.kinds)
 
-    def _expert_on(self, expert, x, m, last_only):
-        """One expert on components ``x`` (b, n, d) with real-item mask ``m`` (b, n): over the whole window, or
-        (``expert_input: history``) on each history's real positions, in ``expert_parts`` length-sorted parts."""
-        if self.expert_input == "history":
-            return encode_histories(expert, x, m, last_only, self.expert_parts)
+    @staticmethod
+    def _window_expert(expert, x, m, last_only):
+        """One expert on components ``x`` (b, n, d) over the whole left-padded window (``expert_input: window``)."""
         return expert.forward_last(x, m) if last_only else expert(x, m)
 
-    def _run(self, j, x, m, last_only):
-        return self._expert_on(self.experts[j], x, m, last_only)
-
-    def _pairs(self, comps, mask, mode, users=None):
+    def _pairs(self, encode, comps, mask, mode, users=None, shift=None):
         """M_k(x_j) at the last position for L_spe (Eq. 11), for ``users`` (an index, or None = every user):
-        (b, K_j, K_k, d) every pair (``exact``), or (b, 1, K, d) one random j != k per user and expert (``sampled``)."""
+        (b, K_j, K_k, d) every pair (``exact``), or (b, 1, K, d) one random j != k per user and expert (``sampled``;
+        ``shift`` (K, b), j = k + shift mod K, drawn here when not given). ``encode(expert, x, m)``: one expert."""
         if users is not None:
             comps, mask = comps.index_select(0, users), mask.index_select(0, users)
         b, k_all = comps.shape[:2]
         if mode == "exact":
             flat = comps.reshape(b * k_all, *comps.shape[2:])  # row u*K + j = component j of user u
             flat_mask = mask.repeat_interleave(k_all, dim=0)
-            return torch.stack([self._expert_on(e, flat, flat_mask, True).view(b, k_all, -1) for e in self.experts], dim=2)
+            return torch.stack([encode(e, flat, flat_mask).view(b, k_all, -1) for e in self.experts], dim=2)
         rows = torch.arange(b, device=comps.device)
-        shift = torch.randint(1, k_all, (k_all, b), device=comps.device)  # j = k + shift mod K, never k
-        return torch.stack([self._expert_on(e, comps[rows, (k + shift[k]) % k_all], mask, True)
+        if shift is None:
+            shift = torch.randint(1, k_all, (k_all, b), device=comps.device)  # never k
+        return torch.stack([encode(e, comps[rows, (k + shift[k]) % k_all], mask)
                             for k, e in enumerate(self.experts)], dim=1).unsqueeze(1)
 
     def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: Optional[str] = None,
                 force_expert: Optional[int] = None, pair_users: Optional[torch.Tensor] = None) -> MoEOutput:
-        """``pair_users`` (an index into the batch): compute L_spe's pairs for those users only."""
+        """``h`` (B, n, d) left padded, ``mask`` (B, n) True on real items. ``pair_users`` (an index into the
+        batch): compute L_spe's pairs for those users only."""
+        if self.expert_input == "history":
+            return self._forward_history(h, mask, top_k, last_only, need_pairs, force_expert, pair_users)
         comps = self.router.components(h)  # (B, K, n, d)
         logits = self.router.gate_logits(comps, mask, h) if self.use_router else None
-        if self.component_dropout is not None:
-            comps = self.component_dropout(comps)
+        encode = functools.partial(self._window_expert, last_only=last_only)
+        pairs_of = (lambda c, m: self._pairs(lambda e, x, mm: encode(e, x, mm, last_only=True), c, m, need_pairs,
+                                             pair_users)) if need_pairs and last_only else None
+        return self._mix(comps, mask, logits, encode, top_k, pairs_of, force_expert,
+                         all_pairs=need_pairs == "exact" and pair_users is None)
+
+    def _forward_history(self, h, mask, top_k, last_only, need_pairs, force_expert, pair_users) -> MoEOutput:
+        """``expert_input: history``: the layer on ``expert_parts`` length-sorted parts of the batch, each trimmed
+        to its longest history and laid out from the first real item: the router's components at the real
+        positions only (``FrequencyRouter.history_components``), the gate, the experts and the mixture on each
+        part, then every row back in batch order. What a user gets depends on its history only (tested: any
+        number of parts, the same loss and gradients; the same values as the window's components read at the
+        real positions)."""
+        b, n = mask.shape
+        lengths = mask.sum(1)
+        n_pairs = b if pair_users is None else pair_users.numel()
+        pair_pos = shift = None
+        if need_pairs and last_only and self.n_experts > 1:
+            pair_pos = torch.full((b,), -1, dtype=torch.long, device=h.device)  # row -> its place among the pairs
+            pair_pos[torch.arange(b, device=h.device) if pair_users is None else pair_users] = \
+                torch.arange(n_pairs, device=h.device)
+            if need_pairs == "sampled":  # drawn once for the batch, as on the window
+                shift = torch.randint(1, self.n_experts, (self.n_experts, n_pairs), device=h.device)
+        encode = functools.partial(encode_history, last_only=last_only, n=n)
+        outs, rows, pair_keys = [], [], []
+        for idx, width in length_parts(lengths, self.expert_parts):
+            part_len = lengths.index_select(0, idx)
+            m = torch.arange(width, device=h.device).unsqueeze(0) < part_len.unsqueeze(1)
+            x = left_to_right(h.index_select(0, idx), part_len, width)
+            comps = self.router.history_components(x, m)  # (b_p, K, W, d)
+            logits = self.router.gate_logits(comps, m, x, last=(part_len - 1).clamp(min=0)) \
+                if self.use_router else None
+            pairs_of = None
+            if pair_pos is not None:
+                keys = pair_pos.index_select(0, idx)
+                local = (keys >= 0).nonzero().squeeze(1)
+                keys = keys.index_select(0, local)
+            if pair_pos is not None and keys.numel():  # this part holds pair users
+                pair_keys.append(keys)
+                part_shift = None if shift is None else shift.index_select(1, keys)
+                whole = local.numel() == idx.numel()
+                pairs_of = functools.partial(self._pairs, lambda e, xx, mm: encode(e, xx, mm, last_only=True),
+                                             mode=need_pairs, users=None if whole else local, shift=part_shift)
+            outs.append(self._mix(comps, m, logits, encode, top_k, pairs_of, force_expert,
+                                  all_pairs=need_pairs == "exact" and pair_users is None))
+            rows.append(idx)
+        return merge_parts(outs, torch.cat(rows), torch.cat(pair_keys) if pair_keys else None)
+
+    def _mix(self, comps, mask, logits, encode, top_k, pairs_of, force_expert, all_pairs) -> MoEOutput:
+        """Eqs. 7-9 on components ``comps`` (b, K, W, d) with gate ``logits`` (b, K): sparse dispatch at inference,
+        else every expert on its component (and, with ``pairs_of(comps, mask)``, L_spe's pairs; ``all_pairs``:
+        every pair, whose diagonal is then each expert's own output). ``encode(expert, x, m)``: one expert."""
+        comps = self.component_dropout(comps) if self.component_dropout is not None else comps
         b, k_all = comps.shape[:2]
         sparse = not self.training and (force_expert is not None or (self.use_router and top_k < k_all))
         if sparse:
             if force_expert is not None:
-                top_idx = torch.full((b, 1), force_expert, dtype=torch.long, device=h.device)
-                top_w = torch.ones(b, 1, dtype=h.dtype, device=h.device)
+                top_idx = torch.full((b, 1), force_expert, dtype=torch.long, device=comps.device)
+                top_w = torch.ones(b, 1, dtype=comps.dtype, device=comps.device)
             else:
                 _, top_idx, top_w = top_k_gates(logits, top_k)
-            hidden = sparse_dispatch(lambda j, x, m: self._run(j, x, m, last_only), comps, mask, top_idx, top_w)
+            hidden = sparse_dispatch(lambda j, x, m: encode(self.experts[j], x, m), comps, mask, top_idx, top_w)
             return MoEOutput(hidden, logits, chosen=top_idx[:, 0])
         pairs = None
-        if need_pairs == "exact" and last_only and pair_users is None:
-            pairs = self._pairs(comps, mask, "exact")
-            own = pairs.diagonal(dim1=1, dim2=2).permute(0, 2, 1)  # (B, K, d): M_j(x_j)
+        if pairs_of is not None and all_pairs:
+            pairs = pairs_of(comps, mask)
+            own = pairs.diagonal(dim1=1, dim2=2).permute(0, 2, 1)  # (b, K, d): M_j(x_j)
         else:
-            own = torch.stack([self._run(j, comps[:, j], mask, last_only) for j in range(k_all)], dim=1)
-            if need_pairs and last_only and k_all > 1:
-                pairs = self._pairs(comps, mask, need_pairs, pair_users)
+            own = torch.stack([encode(self.experts[j], comps[:, j], mask) for j in range(k_all)], dim=1)
+            if pairs_of is not None and k_all > 1:
+                pairs = pairs_of(comps, mask)
         if self.use_router and self.training and self.train_routing == "switch":
             weights, top_idx = switch_gates(logits)
         elif self.use_router:
@@ -188,3 +240,20 @@ class MoELayer(nn.Module):
             top_idx = None
         chosen = None if self.training or top_idx is None else top_idx[:, 0]
         return MoEOutput(dense_mix(own, weights), logits, own=own, pairs=pairs, chosen=chosen)
+
+
+def merge_parts(outs: List[MoEOutput], rows: torch.Tensor, pair_keys: Optional[torch.Tensor]) -> MoEOutput:
+    """One ``MoEOutput`` from those of the parts of a batch: ``rows`` the batch row of each part's rows, in
+    order; ``pair_keys`` each pair row's place among the pair users (None: no pairs)."""
+    order = torch.argsort(rows)
+
+    def cat(name):
+        values = [getattr(o, name) for o in outs]
+        if any(v is None for v in values):
+            return None
+        return torch.cat(values).index_select(0, order) if len(values) > 1 else values[0].index_select(0, order)
+
+    pairs = None
+    if pair_keys is not None:  # only the parts that hold pair users have pairs
+        pairs = torch.cat([o.pairs for o in outs if o.pairs is not None]).index_select(0, torch.argsort(pair_keys))
+    return MoEOutput(cat("hidden"), cat("gate_logits"), own=cat("own"), pairs=pairs, chosen=cat("chosen"))

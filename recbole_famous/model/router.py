@@ -104,25 +104,57 @@ class FrequencyRouter(nn.Module):
         filtered = spectrum.unsqueeze(1) * filters.unsqueeze(0)  # (B, K, F, d)
         return torch.fft.irfft(filtered, n=n, dim=2, norm="ortho").to(h.dtype)
 
-    def gate_features(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None) -> torch.Tensor:
-        """Eq. 4's ``X`` for one user, (B, K·d): the summarised components, or their band energies."""
+    def kernels(self) -> torch.Tensor:
+        """(K, n, d) real circular kernels ``q_j = IFFT(Q_j)`` (``norm='backward'``): Eqs. 2, 3 and 6 in the time
+        domain. With the ortho pair, ``irfft(rfft(H) ⊙ Q_j) = H ⊛ q_j``, the circular convolution along the
+        sequence, per hidden dimension (both drop the imaginary part of the DC and Nyquist bins alike)."""
+        return torch.fft.irfft(torch.view_as_complex(self.filters.float()), n=self.max_len, dim=1, norm="backward")
+
+    def history_components(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eqs. 2, 3, 6 at the real positions only: ``x`` (b, W, d) histories laid out from their first real item
+        (right padded, zero after the last), ``mask`` (b, W) -> (b, K, W, d), zero after each history.
+
+        The window is left padded with zeros, so a real position of component j is the circular convolution over
+        the real positions: ``x_j[t] = Σ_s x[s] q_j[(t - s) mod n]`` with t, s counted from the first real item,
+        a (W x W) Toeplitz product per hidden dimension. The same values as ``components`` at the real positions
+        (tested), without forming the (b, K, n, d) window: most histories are far shorter than n."""
+        b, width, d = x.shape
+        if not self.frequency_learning:
+            comps = self.component_proj(x).view(b, width, self.n_experts, d).transpose(1, 2)
+        else:
+            if width > self.max_len:
+                raise ValueError(f"history width {width} exceeds the filters' MAX_ITEM_LIST_LENGTH {self.max_len}")
+            t = torch.arange(width, device=x.device)
+            toeplitz = self.kernels()[:, (t.unsqueeze(1) - t.unsqueeze(0)) % self.max_len]  # (K, W_t, W_s, d)
+            comps = torch.einsum("usc,jtsc->ujtc", x.float(), toeplitz).to(x.dtype)
+        return comps * mask[:, None, :, None].to(comps.dtype)
+
+    def gate_features(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None,
+                      last: torch.Tensor = None) -> torch.Tensor:
+        """Eq. 4's ``X`` for one user, (B, K·d): the summarised components, or their band energies. ``last`` (B,):
+        the index of each user's most recent item, for components laid out from the first real item
+        (``history_components``); without it that item is at the window's last position."""
         if self.gate_input == "band_energy":
             w = mask.to(comps.dtype)[:, None, :, None]  # (B, 1, n, 1)
             count = w.sum(2).clamp(min=1.0)
             energy = (comps.square() * w).sum(2) / count  # (B, K, d)
             ref = (h.square() * w[:, 0]).sum(1, keepdim=True) / count if h is not None else 1.0
             return self.energy_norm((torch.log(energy + ENERGY_EPS) - torch.log(ref + ENERGY_EPS)).flatten(1))
-        if self.gate_summary == "last":
+        if self.gate_summary == "last" and last is not None:
+            summary = comps[torch.arange(comps.size(0), device=comps.device), :, last]  # (B, K, d)
+        elif self.gate_summary == "last":
             summary = comps[:, :, -1]  # (B, K, d); position n-1 is the most recent item
         else:
             w = mask.to(comps.dtype)[:, None, :, None]
             summary = (comps * w).sum(2) / w.sum(2).clamp(min=1.0)
         return summary.flatten(1)
 
-    def gate_logits(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None) -> torch.Tensor:
+    def gate_logits(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None,
+                    last: torch.Tensor = None) -> torch.Tensor:
         """Eqs. 4-5: (B, K, n, d) components -> (B, K) logits, from the user-level summary of X.
-        ``h`` (B, n, d), the router's input, normalises the band energies (``gate_input: band_energy``)."""
-        return self.gate(self.gate_features(comps, mask, h))
+        ``h`` (B, n, d), the router's input, normalises the band energies (``gate_input: band_energy``);
+        ``last`` as in ``gate_features``."""
+        return self.gate(self.gate_features(comps, mask, h, last))
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor):
         comps = self.components(h)
