@@ -161,8 +161,8 @@ class MoELayer(nn.Module):
         comps = self.router.components(h)  # (B, K, n, d)
         logits = self.router.gate_logits(comps, mask, h) if self.use_router else None
         encode = functools.partial(self._window_expert, last_only=last_only)
-        pairs_of = (lambda c, m: self._pairs(lambda e, x, mm: encode(e, x, mm, last_only=True), c, m, need_pairs,
-                                             pair_users)) if need_pairs and last_only else None
+        pairs_of = functools.partial(self._pairs, encode, mode=need_pairs, users=pair_users) \
+            if need_pairs and last_only else None  # pairs are read at the last position: encode is last_only
         return self._mix(comps, mask, logits, encode, top_k, pairs_of, force_expert,
                          all_pairs=need_pairs == "exact" and pair_users is None)
 
@@ -197,12 +197,11 @@ class MoELayer(nn.Module):
                 keys = pair_pos.index_select(0, idx)
                 local = (keys >= 0).nonzero().squeeze(1)
                 keys = keys.index_select(0, local)
-            if pair_pos is not None and keys.numel():  # this part holds pair users
-                pair_keys.append(keys)
-                part_shift = None if shift is None else shift.index_select(1, keys)
-                whole = local.numel() == idx.numel()
-                pairs_of = functools.partial(self._pairs, lambda e, xx, mm: encode(e, xx, mm, last_only=True),
-                                             mode=need_pairs, users=None if whole else local, shift=part_shift)
+                if keys.numel():  # this part holds pair users
+                    pair_keys.append(keys)
+                    pairs_of = functools.partial(
+                        self._pairs, encode, mode=need_pairs, users=None if local.numel() == idx.numel() else local,
+                        shift=None if shift is None else shift.index_select(1, keys))
             outs.append(self._mix(comps, m, logits, encode, top_k, pairs_of, force_expert,
                                   all_pairs=need_pairs == "exact" and pair_users is None))
             rows.append(idx)
@@ -251,7 +250,7 @@ def merge_parts(outs: List[MoEOutput], rows: torch.Tensor, pair_keys: Optional[t
         values = [getattr(o, name) for o in outs]
         if any(v is None for v in values):
             return None
-        return torch.cat(values).index_select(0, order) if len(values) > 1 else values[0].index_select(0, order)
+        return torch.cat(values).index_select(0, order)
 
     pairs = None
     if pair_keys is not None:  # only the parts that hold pair users have pairs
