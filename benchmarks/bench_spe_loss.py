@@ -6,8 +6,12 @@ median CPU time of ``--repeats`` runs after one warm-up. The reference is ``cros
 (B·K, |I|) logits of ``own`` (what L_rec would cost with K heads), once and twice. Each ``--blocks`` value
 is a ``block_values`` of ``specialization_loss`` (log-probabilities per block; 0 = the whole batch in one
 block, as before blocks), all timed in the same run on the same tensors, ratios against the first.
+``--profile`` then splits one default-block forward + backward by torch.profiler into the logits' matrix
+products (``aten::mm`` / ``addmm``: the logits and their gradients, 3 x 2K x B x |I| x d multiply-adds with
+``sampled``), the per-row sums over items (``aten::bmm``, ``_rowdot``) and everything else (softmax, exp,
+the gradients' elementwise passes): what a fused kernel could and could not save.
 
-    python benchmarks/bench_spe_loss.py --items 9923 --mode sampled
+    python benchmarks/bench_spe_loss.py --items 9923 --mode sampled --profile
 """
 import argparse
 import os
@@ -43,6 +47,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--blocks", type=int, nargs="+", default=[0, BLOCK_VALUES],
                     help="block_values to compare (0: one block for the whole batch)")
+    ap.add_argument("--profile", action="store_true", help="matrix products against the rest (torch.profiler)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -64,6 +69,31 @@ def main(argv=None):
         print(f"  L_spe forward + backward, {label:<28} {spe:8.1f} ms  ({first / spe:.2f}x the first; "
               f"/ 2 CE = {spe / (2 * ce):.2f})")
     print(f"  cross-entropy (B*K, |I|)  {ce:8.1f} ms")
+    if args.profile:
+        profile_split(lambda: specialization_loss(own, others, items, sampled=m == 1).backward(), args.repeats)
+
+
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm")
+ROW_SUMS = ("aten::bmm",)
+
+
+def profile_split(fn, repeats):
+    """Self CPU time per call, by torch.profiler: the logits' matrix products, the row sums, the rest."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            fn()
+    rows = prof.key_averages()
+    total = sum(r.self_cpu_time_total for r in rows)
+    mm = sum(r.self_cpu_time_total for r in rows if r.key in MATRIX_PRODUCTS)
+    rs = sum(r.self_cpu_time_total for r in rows if r.key in ROW_SUMS)
+    rest = total - mm - rs
+    print(f"  profile (default blocks, {repeats} calls), per call: logits' matrix products "
+          f"{mm / repeats / 1e3:.1f} ms ({mm / total:.0%}), row sums {rs / repeats / 1e3:.1f} ms ({rs / total:.0%}), "
+          f"the rest {rest / repeats / 1e3:.1f} ms ({rest / total:.0%})")
+    for r in sorted(rows, key=lambda r: -r.self_cpu_time_total)[:8]:
+        print(f"    {r.key:<28} {r.self_cpu_time_total / repeats / 1e3:8.1f} ms  x{r.count // repeats}")
 
 
 if __name__ == "__main__":
