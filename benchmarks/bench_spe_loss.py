@@ -5,7 +5,9 @@ One batch of random last-position representations (scaled like trained ones), ``
 median CPU time of ``--repeats`` runs after one warm-up. The reference is ``cross_entropy`` over the
 (B·K, |I|) logits of ``own`` (what L_rec would cost with K heads), once and twice. Each ``--blocks`` value
 is a ``block_values`` of ``specialization_loss`` (log-probabilities per block; 0 = the whole batch in one
-block, as before blocks), all timed in the same run on the same tensors, ratios against the first.
+block, as before blocks), all timed in the same run on the same tensors, ratios against the first. On CPU
+float32 L_spe runs its fused C++ kernel (``spe_kernels.py``); ``RECBOLE_FAMOUS_SPE_KERNEL=torch`` times the
+PyTorch operators instead.
 ``--profile`` then splits one default-block forward + backward by torch.profiler into the logits' matrix
 products (``aten::mm`` / ``addmm``: the logits and their gradients, 3 x 2K x B x |I| x d multiply-adds with
 ``sampled``), the per-row sums over items (``aten::bmm``, ``_rowdot``) and everything else (softmax, exp,
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from recbole_famous.model.losses import BLOCK_VALUES, specialization_loss  # noqa: E402
+from recbole_famous.model.losses import BLOCK_VALUES, KERNEL_BLOCK_VALUES, specialization_loss  # noqa: E402
 
 
 def cpu_ms(fn, repeats):
@@ -45,7 +47,7 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--mode", choices=("sampled", "exact"), default="sampled")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--blocks", type=int, nargs="+", default=[0, BLOCK_VALUES],
+    ap.add_argument("--blocks", type=int, nargs="+", default=[0, BLOCK_VALUES, KERNEL_BLOCK_VALUES],
                     help="block_values to compare (0: one block for the whole batch)")
     ap.add_argument("--profile", action="store_true", help="matrix products against the rest (torch.profiler)")
     args = ap.parse_args(argv)

@@ -95,24 +95,41 @@ def test_specialization_chunked_equals_reference_with_gradients():
             assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
+def kernel_or_skip():
+    from recbole_famous.model import spe_kernels
+    kernels = spe_kernels.load()
+    if kernels is None:
+        pytest.skip("the C++ L_spe kernel cannot be built here (no C++ compiler)")
+    return kernels
+
+
+@pytest.mark.parametrize("path", ["kernel", "torch"])
 @pytest.mark.parametrize("chunk", [4, 100])  # 4 < B: recomputed per block; 100 >= B: every block kept
 @pytest.mark.parametrize("m", [1, 3])
-def test_specialization_blocks_give_the_same_loss_and_gradients(chunk, m, monkeypatch):
+def test_specialization_blocks_give_the_same_loss_and_gradients(chunk, m, path, monkeypatch):
     """Blocks of ``block_values`` log-probabilities (allocator-friendly pieces of a chunk) change nothing:
     blocks of 1, 2 and 3 users against one block for the whole batch, loss and every gradient; and the
-    blocks really are that small (the log-probabilities computed per call never exceed the bound)."""
-    from recbole_famous.model import losses
+    blocks really are that small (the log-probabilities computed per call never exceed the bound), on the
+    fused C++ passes and on the PyTorch operators."""
+    from recbole_famous.model import losses, spe_kernels
     torch.manual_seed(4)
     b, k, n, d = 7, 3, 11, 4
     own = torch.randn(b, k, d, dtype=torch.float64, requires_grad=True)
     others = torch.randn(b, m, k, d, dtype=torch.float64, requires_grad=True)
     items = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
     sampled = m == 1
+    seen = []
+    if path == "torch":
+        monkeypatch.setattr(spe_kernels, "usable", lambda *tensors: False)
+        real = losses._spe_log_probs
+        monkeypatch.setattr(losses, "_spe_log_probs", lambda o, t, i: (seen.append(t.shape[0]), real(o, t, i))[1])
+    else:
+        kernels = kernel_or_skip()
+        fwd, bwd = kernels.forward, kernels.backward
+        monkeypatch.setattr(kernels, "forward", lambda s, t: (seen.append(t.shape[0]), fwd(s, t))[1])
+        monkeypatch.setattr(kernels, "backward", lambda s, t, *a: (seen.append(t.shape[0]), bwd(s, t, *a))[1])
     one = losses.specialization_loss(own, others, items, chunk_size=chunk, sampled=sampled, block_values=10 ** 9)
     g_one = torch.autograd.grad(one, (own, others, items))
-    seen = []
-    real = losses._spe_log_probs
-    monkeypatch.setattr(losses, "_spe_log_probs", lambda o, t, i: (seen.append(t.shape[0]), real(o, t, i))[1])
     for users in (1, 2, 3):
         seen.clear()
         got = losses.specialization_loss(own, others, items, chunk_size=chunk, sampled=sampled,
@@ -121,7 +138,71 @@ def test_specialization_blocks_give_the_same_loss_and_gradients(chunk, m, monkey
         assert got.item() == pytest.approx(one.item(), rel=1e-12)
         for a, c in zip(g_got, g_one):
             assert torch.allclose(a, c, rtol=1e-10, atol=1e-13)
-        assert max(seen) == min(users, chunk) and sum(seen) >= b, seen  # forward (+ recomputed backward)
+        assert max(seen) == min(users, chunk) and sum(seen) >= b, seen  # forward (+ backward)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("k, m", [(4, 1), (3, 3), (2, 1)])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_spe_kernel_equals_the_pytorch_operators(dtype, rtol, k, m, recompute, monkeypatch):
+    """The fused C++ passes against the PyTorch operators (``_SpeSums`` with the kernel switched off), on
+    item counts that are not a multiple of the kernel's tile (257, 1000): both sums and every input's
+    gradient, kept or recomputed, float64 and float32, sampled (M = 1) and exact (M = K)."""
+    from recbole_famous.model import losses, spe_kernels
+    kernel_or_skip()
+    torch.manual_seed(11)
+    for n in (257, 1000):
+        c, d = 5, 8
+        own = (torch.randn(c, k, d, dtype=dtype) * 0.8).requires_grad_()
+        others = (torch.randn(c, m, k, d, dtype=dtype) * 0.8).requires_grad_()
+        items = (torch.randn(n, d, dtype=dtype) * 0.8).requires_grad_()
+
+        def run():
+            numer, denom = losses._SpeSums.apply(own, others, items, recompute)
+            return (numer, denom), torch.autograd.grad(0.7 * numer - 1.3 * denom, (own, others, items))
+
+        assert spe_kernels.usable(own, others, items)
+        got, g_got = run()
+        with monkeypatch.context() as patch:
+            patch.setattr(spe_kernels, "usable", lambda *tensors: False)
+            want, g_want = run()
+        for a, w in zip(got, want):
+            assert a.dtype == dtype and a.item() == pytest.approx(w.item(), rel=rtol)
+        for a, w in zip(g_got, g_want):
+            assert a.dtype == dtype and a.shape == w.shape
+            assert (a - w).abs().max() <= rtol * 10 * w.abs().max(), (a - w).abs().max()
+
+
+def test_spe_kernel_rejects_bad_input_before_the_cpp_code():
+    kernels = kernel_or_skip()
+    s, t = torch.randn(2, 3, 10), torch.randn(2, 1, 3, 10)
+    for bad_s, bad_t in [(s.double(), t), (s, t[:, :, :2]), (s.transpose(1, 2), t), (s[:, :, :0], t[..., :0]),
+                         (s.int(), t.int())]:
+        with pytest.raises(ValueError, match="spe kernel"):
+            kernels.forward(bad_s, bad_t)
+    _, _, saved = kernels.forward(s, t)
+    with pytest.raises(ValueError, match="saved statistics"):
+        kernels.backward(s[:1], t[:1], saved, 1.0, 1.0)
+
+
+def test_spe_kernel_build_failure_falls_back_and_says_why(monkeypatch, tmp_path, caplog):
+    from recbole_famous.model import spe_kernels
+    torch.manual_seed(3)
+    own, others = torch.randn(4, 3, 5, requires_grad=True), torch.randn(4, 1, 3, 5, requires_grad=True)
+    items = torch.randn(20, 5, requires_grad=True)
+    want = specialization_loss(own, others, items, sampled=True)
+    monkeypatch.setattr(spe_kernels, "_kernels", None)
+    monkeypatch.setattr(spe_kernels, "_failed", False)
+    monkeypatch.setenv("RECBOLE_FAMOUS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a compiler that always fails
+    monkeypatch.delenv("RECBOLE_FAMOUS_SPE_KERNEL", raising=False)
+    with caplog.at_level("WARNING"):
+        assert spe_kernels.load() is None
+    assert "could not build the C++ kernel" in caplog.text
+    got = specialization_loss(own, others, items, sampled=True)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    got.backward()
+    assert all(torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 for x in (own, others, items))
 
 
 def test_sampled_estimate_is_exact_for_two_experts_and_unbiased_for_three():

@@ -1,5 +1,5 @@
-"""The package installs whole: a wheel built from the checkout carries every module, every props layer and the C++
-kernel source, and, installed into a fresh environment without the source tree, runs a job with the same resolved
+"""The package installs whole: a wheel built from the checkout carries every module, every props layer and both C++
+kernel sources, and, installed into a fresh environment without the source tree, runs a job with the same resolved
 protocol as the checkout. Also: a missing props layer is an error, never a run under RecBole's defaults."""
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def test_wheel_installs_whole_and_runs_the_protocol_outside_the_checkout(tmp_pat
     for root, _, files in os.walk(os.path.join(REPO, "props")):
         expected |= {os.path.join("recbole_famous", os.path.relpath(os.path.join(root, f), REPO))
                      for f in files if f.endswith(".yaml")}
-    assert "recbole_famous/props/overall.yaml" in expected and "recbole_famous/model/mamba/selective_scan_cpu.cpp" in expected
+    assert {"recbole_famous/props/overall.yaml", "recbole_famous/model/mamba/selective_scan_cpu.cpp",
+            "recbole_famous/model/spe_cpu.cpp"} <= expected
     assert not expected - names, f"missing from the wheel: {sorted(expected - names)}"
 
     python = _fresh_env(tmp_path, wheel)

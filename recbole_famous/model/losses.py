@@ -24,12 +24,18 @@ chunk's values (and a few temporaries of that size) are alive at once, in the fo
 backward. The result is the exact loss (tested against a direct pairwise computation).
 
 Within that bound the work runs in *blocks* of at most ``block_values`` log-probabilities (default 2^20,
-4 MB of float32), however large the chunk: glibc serves an allocation above its mmap threshold (at most
+4 MB of float32; 2^22 with the fused kernel below), however large the chunk: glibc serves an allocation above its mmap threshold (at most
 32 MB) with fresh pages, so a 40 MB tensor (256 users x 4 experts x 9,923 items) costs a page fault per
 4 kB page on every allocation (a copy of it 45 ms instead of 6 ms, measured), and L_spe allocates several
 per step. Blocks below the threshold are recycled by the allocator: same values, same memory (without
 recomputation every block's values are kept, as the chunk's were), forward + backward 1.4-1.7x faster
 (``benchmarks/bench_spe_loss.py``).
+
+On CPU float32 / float64 a block's elementwise work (the log-partitions, the two sums, the logits'
+gradients) runs in fused C++ passes (``spe_kernels.py``, ``spe_cpu.cpp``): the logits are read twice in
+the forward and once in the backward instead of by about twenty operators; the matrix products stay
+torch's. A block keeps its two logit tensors (or recomputes them) instead of its log-probabilities and
+probabilities: less memory than the operators' path, which remains the fallback and the reference.
 
 **L_al**, expert alignment (Eq. 14): InfoNCE per expert, anchor ``M_j(x_j)_u``, positive the
 mixture output ``f_u``, negatives ``f_{u'}`` of the other users in the batch, temperature τ,
@@ -42,6 +48,8 @@ gate distribution is uniform.
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from recbole_famous.model import spe_kernels
 
 
 def load_balance_loss(gate_logits: torch.Tensor) -> torch.Tensor:
@@ -134,14 +142,25 @@ class _SpeSums(torch.autograd.Function):
     ``recompute=True`` keeps only the inputs and recomputes the log-probabilities in the backward
     (bounded memory over many chunks, like ``torch.utils.checkpoint``); otherwise they are kept.
     Tested against autograd through the pairwise definition (float64, rel 1e-8).
+
+    On CPU float32 / float64 the elementwise work (log-softmax, the sums, the logits' gradients) runs in
+    the fused C++ passes of ``spe_kernels`` instead (the same formulas; it keeps the logits, or recomputes
+    them, instead of the log-probabilities); elsewhere, or where the kernel cannot be built, the operators
+    below.
     """
 
     @staticmethod
     def forward(ctx, own, others, items, recompute: bool):
+        ctx.recompute = recompute
+        ctx.kernel = spe_kernels.usable(own, others, items)
+        if ctx.kernel:  # the same sums from the logits by the fused C++ passes (spe_kernels.py)
+            s, t = own @ items.t(), others @ items.t()
+            numer, denom, ctx.stats = spe_kernels.load().forward(s, t)
+            ctx.save_for_backward(own, others, items, *(() if recompute else (s, t)))
+            return own.new_tensor(numer), own.new_tensor(denom)
         log_own, log_oth = _spe_log_probs(own, others, items)
         p = log_own.exp()
         numer, denom = _spe_sums(log_own, log_oth, p)
-        ctx.recompute = recompute
         if recompute:
             ctx.save_for_backward(own, others, items)
         else:
@@ -151,6 +170,12 @@ class _SpeSums(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_numer, g_denom):
+        gn, gd = float(g_numer), float(g_denom)
+        if ctx.kernel:
+            own, others, items, *kept = ctx.saved_tensors
+            s, t = kept if kept else (own @ items.t(), others @ items.t())
+            g_s, g_t = spe_kernels.load().backward(s, t, ctx.stats, gn, gd)
+            return (*_spe_input_grads(g_s, g_t, own, others, items), None)
         if ctx.recompute:
             own, others, items = ctx.saved_tensors
             log_own, log_oth = _spe_log_probs(own, others, items)
@@ -158,7 +183,6 @@ class _SpeSums(torch.autograd.Function):
         else:
             own, others, items, log_own, log_oth, p = ctx.saved_tensors
         k, m = own.size(1), others.size(1)
-        gn, gd = float(g_numer), float(g_denom)
         ell = log_own.sum(1, keepdim=True)  # L (c, 1, |I|)
         r = log_oth[:, 0] if m == 1 else log_oth.sum(1)  # R (c, K, |I|)
         ne, p_r = _rowdot(p, log_own).unsqueeze(-1), _rowdot(p, r).unsqueeze(-1)
@@ -169,19 +193,27 @@ class _SpeSums(torch.autograd.Function):
         g_s = torch.add(gn * k + gn * p_ell + gd * p_r - a * ne, log_own, alpha=a)
         g_s.sub_(ell, alpha=gn).sub_(r, alpha=gd).mul_(p).sub_(p.sum(1, keepdim=True), alpha=gn)
         g_t = log_oth.exp().sub_(p.unsqueeze(1)).mul_(gd)  # (c, M, K, |I|)
-        d = own.size(-1)
-        g_own = g_s @ items
-        g_others = g_t @ items
-        g_items = g_s.reshape(-1, g_s.size(-1)).t() @ own.reshape(-1, d) \
-            + g_t.reshape(-1, g_t.size(-1)).t() @ others.reshape(-1, d)
-        return g_own, g_others, g_items, None
+        return (*_spe_input_grads(g_s, g_t, own, others, items), None)
+
+
+def _spe_input_grads(g_s, g_t, own, others, items):
+    """The gradients of ``own``, ``others`` and ``items`` from those of their logits ``s = own · items^T`` and
+    ``t = others · items^T``."""
+    d = own.size(-1)
+    g_items = g_s.reshape(-1, g_s.size(-1)).t() @ own.reshape(-1, d) \
+        + g_t.reshape(-1, g_t.size(-1)).t() @ others.reshape(-1, d)
+    return g_s @ items, g_t @ items, g_items
 
 
 BLOCK_VALUES = 1 << 20  # log-probabilities per block of L_spe: 4 MB of float32, below glibc's mmap threshold
+# with the fused kernel a block allocates only its logits and their gradients, so larger blocks cost no page
+# faults and keep the matrix products' inner dimension (the block's rows) from starving: 16 MB of float32
+# (bench_spe_loss.py: the same time as 2^20 at 3,469 and 9,923 items, 1.3-1.4x less at 26,000 and 40,665)
+KERNEL_BLOCK_VALUES = 1 << 22
 
 
 def specialization_loss(own: torch.Tensor, others: torch.Tensor, items: torch.Tensor, chunk_size: int = 256,
-                        eps: float = 1e-6, sampled: bool = False, block_values: int = BLOCK_VALUES) -> torch.Tensor:
+                        eps: float = 1e-6, sampled: bool = False, block_values: int = None) -> torch.Tensor:
     """Eqs. 11-13. ``own`` (B, K, d) = M_k(x_k) at the last position; ``items`` (|I|, d).
 
     Exact (``sampled=False``): ``others`` (B, K_j, K_k, d) = M_k(x_j) for every pair (its diagonal
@@ -196,6 +228,8 @@ def specialization_loss(own: torch.Tensor, others: torch.Tensor, items: torch.Te
     # Recomputing in the backward (as a checkpoint would) only pays when there are several chunks: it
     # frees each one's log-probabilities before the next; with one chunk the backward holds them anyway.
     recompute = b > chunk_size
+    if block_values is None:
+        block_values = KERNEL_BLOCK_VALUES if spe_kernels.usable(own, others, items) else BLOCK_VALUES
     # users per block: the larger of a block's two log-probability tensors (own's K, others' M·K rows per user)
     # holds at most block_values values; a block never spans more users than a chunk
     per_user = max(1, others.size(1)) * k * items.size(0)

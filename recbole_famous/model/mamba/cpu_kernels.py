@@ -1,27 +1,17 @@
-"""Build, cache and call the C++ kernels of ``selective_scan_cpu.cpp`` (plain C++ and OpenMP, no
-torch headers: it compiles in seconds), through ctypes.
-
-The library is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++`` or ``c++``)
-and kept under ``$RECBOLE_FAMOUS_CACHE`` (default ``~/.cache/recbole_famous``) in a file named by a
-hash of the source, the flags and the CPU's feature flags (the build uses ``-march=native``), so a
-changed source or another machine never loads a stale build. Each process compiles to its own
-temporary file and renames it into place (atomic), so two processes compiling at once are safe.
+"""Call the C++ kernels of ``selective_scan_cpu.cpp`` through ctypes; built and cached by
+``recbole_famous.model.native`` (compiled on first use, keyed by source, flags and CPU).
 
 The Python wrappers check shapes, dtypes and strides before passing raw pointers: a bad call
 raises a ``ValueError``, it never reaches the C++ code.
 """
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
 from pathlib import Path
 
 import torch
 
+from recbole_famous.model import native
+
 SOURCE = Path(__file__).with_name("selective_scan_cpu.cpp")
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC", "-shared", "-std=c++17"]
 _P, _I, _N = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _ARGTYPES = {
     "scan_fwd": [_P] * 9 + [_I] * 7 + [_N],
@@ -31,42 +21,9 @@ _ARGTYPES = {
 }
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
-
-
-def library_path(source_text):
-    key = hashlib.sha1("|".join([source_text, " ".join(FLAGS), _cpu_flags()]).encode()).hexdigest()
-    root = Path(os.environ.get("RECBOLE_FAMOUS_CACHE", Path.home() / ".cache" / "recbole_famous"))
-    return root / "kernels" / f"selective_scan_cpu_{key[:16]}.so"
-
-
 def build():
     """Path of the compiled library, compiling it if needed; raises RuntimeError with the reason."""
-    source_text = SOURCE.read_text()
-    path = library_path(source_text)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.so")
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or "g++"
-    cmd = [cxx, *FLAGS, str(SOURCE), "-o", str(tmp)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"{cmd[0]} could not run: {exc}") from None
-    if proc.returncode != 0:
-        errors = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.splitlines()
-        raise RuntimeError(f"{cmd[0]} failed: {(errors or ['no output'])[0][-300:]}")
-    os.replace(tmp, path)
-    return path
+    return native.build(SOURCE)
 
 
 def row_stride(x, name):
@@ -82,8 +39,7 @@ def row_stride(x, name):
     return x.stride(1)
 
 
-def _ptr(x):
-    return None if x is None else ctypes.c_void_p(x.data_ptr())
+_ptr = native.pointer
 
 
 class CpuKernels:
