@@ -13,7 +13,9 @@ Modules, one concept each:
 * ``peruser``: a finished run's per-user test metrics from its checkpoint, RecBole's own, checked and cached;
 * ``compare``: Table 2 against the best baseline chosen on validation, paired tests over test users,
   validation learning curves, for profiles whose runs may still be going;
+* ``archive``: finished records (and per-user metrics) copied to a committed folder and back, so that a new
+  machine does not rerun them;
 * ``ablations``: Table 3 / Figure 4 / Table 5 as FamouSRec config variants;
 * ``analysis`` and ``plots``: Figure 1, Figure 2, expert shares, Appendix A.4;
-* ``__main__``: ``python -m recbole_famous.bench {run,status,table,compare,ablations,analyze}``.
+* ``__main__``: ``python -m recbole_famous.bench {run,status,table,compare,archive,restore,ablations,analyze}``.
 """

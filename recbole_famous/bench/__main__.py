@@ -1,4 +1,4 @@
-"""``python -m recbole_famous.bench {run,status,table,compare,ablations,analyze}``: the benchmark's command line.
+"""``python -m recbole_famous.bench COMMAND``: the benchmark's command line.
 
   run        train and test a model list under a budget profile, one run at a time, resumable
   status     list the planned runs and which have finished, failed, are running or pending
@@ -7,6 +7,8 @@
              (per-user NDCG@10 from the checkpoints), validation learning curves; runs may still be going
   ablations  Table 3 / Figure 4 / Table 5 (and the Figure-2 single encoders) as FamouSRec variants
   analyze    Figure 1, Figure 2, expert shares and Appendix A.4 from trained checkpoints
+  archive    copy finished run records (and per-user test metrics) to a committed folder (archive.py)
+  restore    copy archived run records back into --out on a new machine: run skips them, table uses them
 
 Bad input gives one line on stderr and exit code 2.
 """
@@ -62,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
         if datasets:
             sp.add_argument("--datasets", help="comma-separated, default: the profile's")
 
-    for name in ("run", "status", "table", "compare"):
+    for name in ("run", "status", "table", "compare", "archive", "restore"):
         sp = sub.add_parser(name)
         common(sp)
         sp.add_argument("--models", help="comma-separated model names, default: the profile's")
@@ -72,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
         if name in ("table", "compare"):
             sp.add_argument("--ours", default="FamouSRec", help="the model whose improvement is reported")
+        if name in ("archive", "restore"):
+            sp.add_argument("--records", help="the archive folder (default: <--docs>/<profile>/records)")
+        if name == "archive":
+            sp.add_argument("--peruser", action="store_true",
+                            help="compute missing per-user test metrics from the runs' checkpoints first")
         if name == "compare":
             sp.add_argument("--cache", help="folder for the per-user test metrics (default: next to each run record "
                                             "under --out)")
@@ -171,9 +178,21 @@ def _dispatch(args, argv, echo) -> int:
     from recbole_famous.bench import plan, runs
 
     profile = plan.load_profile(args.profile)
-    if args.command in ("run", "status", "table", "compare"):
+    if args.command in ("run", "status", "table", "compare", "archive", "restore"):
         args.models_list = _list(args.models)
         specs = plan.plan(profile, args.models_list, _list(args.datasets), _seeds(args.seeds), _sets(args.set))
+        if args.command in ("archive", "restore"):
+            from recbole_famous.bench import archive
+
+            folder = args.records or os.path.join(_docs_dir(args, profile), "records")
+            runs_dir = os.path.join(args.out, "runs", profile.name)
+            if args.command == "archive":
+                counts = archive.archive(specs, args.out, folder, args.peruser, echo)
+                echo(f"archive {runs_dir} -> {folder}: {counts}")
+            else:
+                counts = archive.restore(specs, folder, args.out, echo)
+                echo(f"restore {folder} -> {runs_dir}: {counts}")
+            return 0
         if args.command == "compare":
             from recbole_famous.bench import compare
 

@@ -97,7 +97,8 @@ def cache_path(record_path: str, out_dir: str | None = None, cache_dir: str | No
     return stem + ".peruser.npz"
 
 
-def _identity(record: dict) -> str:
+def identity(record: dict) -> str:
+    """What per-user values are keyed by: the run id and checkpoint of the record they were computed from."""
     result = record.get("result") or {}
     return f"{result.get('run_id')}|{result.get('checkpoint')}"
 
@@ -106,7 +107,7 @@ def load_cached(path: str, record: dict) -> dict | None:
     """The cached values if the file exists and was made from this record's run and checkpoint."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if str(data["identity"]) != _identity(record):
+            if str(data["identity"]) != identity(record):
                 return None
             return {k: data[k] for k in data.files if k != "identity"}
     except (OSError, KeyError, ValueError):
@@ -116,7 +117,7 @@ def load_cached(path: str, record: dict) -> dict | None:
 def save(path: str, record: dict, values: dict) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.npz"
-    np.savez(tmp, identity=np.array(_identity(record)), **values)
+    np.savez(tmp, identity=np.array(identity(record)), **values)
     os.replace(tmp, path)
     return path
 

@@ -1,0 +1,127 @@
+"""Archived run records (recbole_famous.bench.archive): a new machine restores them and reruns none of them."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recbole_famous.bench import __main__ as cli
+from recbole_famous.bench import archive, peruser, plan, runs
+
+
+def _profile(tmp_path, epochs=1):
+    body = {"description": "test profile", "models": ["SASRec", "GRU4Rec"], "datasets": ["mlslice"], "seeds": [1],
+            "config": {"epochs": epochs}}
+    path = tmp_path / f"prof{epochs}.yaml"
+    path.write_text(json.dumps(body))
+    return plan.load_profile(str(path))
+
+
+def _finish(out, spec, ndcg=0.25, run_id="r1"):
+    """A finished record of ``spec`` under ``out`` (as ``worker.py`` writes it), no checkpoint kept."""
+    path = runs.record_path(out, spec)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    record = {"spec": runs.spec_dict(spec), "status": "finished", "metrics": {"ndcg@10": ndcg},
+              "efficiency": {"train_seconds_per_epoch": 1.0},
+              "result": {"epochs_run": 1, "best_epoch": 0, "run_id": run_id, "checkpoint": None}}
+    with open(path, "w") as f:
+        json.dump(record, f)
+    return path, record
+
+
+def _never(job_path, out_path, log_path):
+    raise AssertionError(f"ran {job_path}: a restored run must not run again")
+
+
+def test_archive_then_restore_on_a_new_machine_reruns_nothing(tmp_path):
+    profile = _profile(tmp_path)
+    sas, gru = plan.plan(profile)
+    old, new, dest = str(tmp_path / "old"), str(tmp_path / "new"), str(tmp_path / "records")
+    _finish(old, sas)
+    lock = runs.record_path(old, gru)[:-5] + ".lock"  # GRU4Rec is still running on the old machine
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(lock, "w") as f:
+        f.write(str(os.getpid()))
+    counts = archive.archive([sas, gru], old, dest, echo=lambda m: None)
+    assert counts["archived"] == 1 and counts["not_finished"] == 1
+    assert os.path.isfile(os.path.join(dest, "mlslice", "SASRec", "seed1.json"))
+    assert not os.path.exists(os.path.join(dest, "mlslice", "GRU4Rec"))
+    assert archive.archive([sas, gru], old, dest, echo=lambda m: None)["unchanged"] == 1
+
+    assert [runs.state(new, s) for s in (sas, gru)] == ["pending", "pending"]
+    assert archive.restore([sas, gru], dest, new, echo=lambda m: None) == {
+        "restored": 1, "present": 0, "running": 0, "other_settings": 0, "not_archived": 1}
+    assert runs.state(new, sas) == "finished"
+    assert runs.load_record(runs.record_path(new, sas)) == runs.load_record(runs.record_path(old, sas))
+    ran = runs.run_all([sas], new, launcher=_never, echo=lambda m: None)
+    assert ran["finished_before"] == 1 and ran["ran"] == 0
+
+
+def test_restore_never_overwrites_and_skips_records_of_other_settings(tmp_path):
+    profile = _profile(tmp_path)
+    (sas, _) = plan.plan(profile)
+    old, new, dest = str(tmp_path / "old"), str(tmp_path / "new"), str(tmp_path / "records")
+    _finish(old, sas, ndcg=0.25)
+    archive.archive([sas], old, dest, echo=lambda m: None)
+    _finish(new, sas, ndcg=0.5)  # the new machine has its own record of that run
+    assert archive.restore([sas], dest, new, echo=lambda m: None)["present"] == 1
+    assert runs.load_record(runs.record_path(new, sas))["metrics"]["ndcg@10"] == 0.5
+
+    edited = plan.plan(_profile(tmp_path, epochs=3))[0]  # the profile was edited since the run
+    lines = []
+    other = str(tmp_path / "other")
+    assert archive.restore([edited], dest, other, echo=lines.append)["other_settings"] == 1
+    assert runs.state(other, edited) == "pending" and "epochs" in lines[0]
+
+    # a rerun somewhere replaces the archived record, and says so
+    lines = []
+    assert archive.archive([sas], new, dest, echo=lines.append)["replaced"] == 1 and "replaced" in lines[0]
+    assert runs.load_record(archive.archive_path(dest, sas))["metrics"]["ndcg@10"] == 0.5
+
+
+def test_per_user_values_travel_and_are_read_without_a_checkpoint(tmp_path):
+    profile = _profile(tmp_path)
+    sas = plan.plan(profile)[0]
+    old, new, dest = str(tmp_path / "old"), str(tmp_path / "new"), str(tmp_path / "records")
+    path, record = _finish(old, sas, ndcg=0.25)
+    values = {"user_id": np.arange(1, 9, dtype=np.int64), "ndcg@10": np.array([1, 0, 0, 0, 1, 0, 0, 0], float)}
+    peruser.save(peruser.cache_path(path), record, values)
+    assert archive.archive([sas], old, dest, echo=lambda m: None)["peruser"] == 1
+    archived = os.path.join(dest, "mlslice", "SASRec", "seed1" + archive.PERUSER_SUFFIX)
+    with np.load(archived) as data:
+        assert np.array_equal(data["ndcg@10"], values["ndcg@10"])
+    archive.restore([sas], dest, new, echo=lambda m: None)
+    restored = runs.record_path(new, sas)
+    # no checkpoint to load (the record has none): the values must come from the restored cache
+    got = peruser.for_record(runs.load_record(restored), peruser.cache_path(restored), echo=lambda m: None)
+    assert np.array_equal(got["user_id"], values["user_id"]) and np.array_equal(got["ndcg@10"], values["ndcg@10"])
+
+
+def test_per_user_values_that_are_not_the_runs_are_not_archived(tmp_path):
+    sas = plan.plan(_profile(tmp_path))[0]
+    old, dest = str(tmp_path / "old"), str(tmp_path / "records")
+    path, record = _finish(old, sas, ndcg=0.25)
+    peruser.save(peruser.cache_path(path), record, {"user_id": np.arange(4), "ndcg@10": np.ones(4)})  # mean 1.0
+    with pytest.raises(peruser.PerUserMismatch):
+        archive.archive([sas], old, dest, echo=lambda m: None)
+    assert not os.path.exists(os.path.join(dest, "mlslice", "SASRec", "seed1" + archive.PERUSER_SUFFIX))
+
+
+def test_cli_archive_restore_and_a_missing_archive(tmp_path, capsys):
+    profile = _profile(tmp_path)
+    sas = plan.plan(profile)[0]
+    old, new = str(tmp_path / "old"), str(tmp_path / "new")
+    _finish(old, sas)
+    common = ["--profile", str(tmp_path / "prof1.yaml"), "--docs", str(tmp_path / "docs")]
+    assert cli.main(["archive", *common, "--out", old]) == 0
+    assert os.path.isfile(os.path.join(tmp_path, "docs", "prof1", "records", "mlslice", "SASRec", "seed1.json"))
+    assert cli.main(["restore", *common, "--out", new]) == 0
+    assert "'restored': 1" in capsys.readouterr().out
+    assert cli.main(["status", *common, "--out", new]) == 0
+    assert "finished  mlslice      SASRec" in capsys.readouterr().out
+    assert cli.main(["restore", *common, "--out", new, "--records", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no archived run records" in err[0]
