@@ -90,7 +90,7 @@ def test_per_user_values_travel_and_are_read_without_a_checkpoint(tmp_path):
     values = {"user_id": np.arange(1, 9, dtype=np.int64), "ndcg@10": np.array([1, 0, 0, 0, 1, 0, 0, 0], float)}
     peruser.save(peruser.cache_path(path), record, values)
     assert archive.archive([sas], old, dest, echo=lambda m: None)["peruser"] == 1
-    archived = os.path.join(dest, "mlslice", "SASRec", "seed1" + archive.PERUSER_SUFFIX)
+    archived = peruser.cache_path(os.path.join(dest, "mlslice", "SASRec", "seed1.json"))
     with np.load(archived) as data:
         assert np.array_equal(data["ndcg@10"], values["ndcg@10"])
     archive.restore([sas], dest, new, echo=lambda m: None)
@@ -107,7 +107,7 @@ def test_per_user_values_that_are_not_the_runs_are_not_archived(tmp_path):
     peruser.save(peruser.cache_path(path), record, {"user_id": np.arange(4), "ndcg@10": np.ones(4)})  # mean 1.0
     with pytest.raises(peruser.PerUserMismatch):
         archive.archive([sas], old, dest, echo=lambda m: None)
-    assert not os.path.exists(os.path.join(dest, "mlslice", "SASRec", "seed1" + archive.PERUSER_SUFFIX))
+    assert not os.path.exists(peruser.cache_path(os.path.join(dest, "mlslice", "SASRec", "seed1.json")))
 
 
 def test_cli_archive_restore_and_a_missing_archive(tmp_path, capsys):

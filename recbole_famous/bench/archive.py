@@ -26,21 +26,12 @@ import filecmp
 import os
 import shutil
 
-import numpy as np
-
 from recbole_famous.bench import peruser, runs
 from recbole_famous.errors import UsageError
-
-PERUSER_SUFFIX = ".peruser.npz"
-
 
 def archive_path(dest: str, spec) -> str:
     """Where ``spec``'s record goes under ``dest``: its key without the profile's folder."""
     return os.path.join(dest, os.path.relpath(spec.key, spec.profile))
-
-
-def _peruser_path(record_path: str) -> str:
-    return record_path[: -len(".json")] + PERUSER_SUFFIX
 
 
 def _copy(src: str, dst: str) -> None:
@@ -49,13 +40,6 @@ def _copy(src: str, dst: str) -> None:
     tmp = dst + ".tmp"
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
-
-
-def _save_compressed(path: str, record: dict, values: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, identity=np.array(peruser.identity(record)), **values)
-    os.replace(tmp, path)
 
 
 def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=print) -> dict:
@@ -79,10 +63,10 @@ def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=pri
         values = peruser.load_cached(peruser.cache_path(src), record)
         if values is None and with_peruser:
             values = peruser.for_record(record, peruser.cache_path(src), echo=echo)
-        have = peruser.load_cached(_peruser_path(dst), record)
+        have = peruser.load_cached(peruser.cache_path(dst), record)
         if values is not None and have is None:
             peruser.check(values, record["metrics"], f"{spec.label} on {spec.dataset}, seed {spec.seed}")
-            _save_compressed(_peruser_path(dst), record, values)
+            peruser.save(peruser.cache_path(dst), record, values, compressed=True)
             counts["peruser"] += 1
     return counts
 
@@ -112,7 +96,7 @@ def restore(specs, dest: str, out_dir: str, echo=print) -> dict:
             counts["running"] += 1
             continue
         _copy(src, dst)
-        if os.path.isfile(_peruser_path(src)):
-            _copy(_peruser_path(src), peruser.cache_path(dst))
+        if os.path.isfile(peruser.cache_path(src)):
+            _copy(peruser.cache_path(src), peruser.cache_path(dst))
         counts["restored"] += 1
     return counts

@@ -114,10 +114,11 @@ def load_cached(path: str, record: dict) -> dict | None:
         return None
 
 
-def save(path: str, record: dict, values: dict) -> str:
+def save(path: str, record: dict, values: dict, compressed: bool = False) -> str:
+    """Write ``values`` keyed by the record's ``identity``, atomically (``compressed``: for files kept in git)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.npz"
-    np.savez(tmp, identity=np.array(identity(record)), **values)
+    (np.savez_compressed if compressed else np.savez)(tmp, identity=np.array(identity(record)), **values)
     os.replace(tmp, path)
     return path
 
