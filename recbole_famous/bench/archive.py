@@ -29,6 +29,7 @@ import shutil
 from recbole_famous.bench import peruser, runs
 from recbole_famous.errors import UsageError
 
+
 def archive_path(dest: str, spec) -> str:
     """Where ``spec``'s record goes under ``dest``: its key without the profile's folder."""
     return os.path.join(dest, os.path.relpath(spec.key, spec.profile))
