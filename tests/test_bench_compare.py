@@ -240,3 +240,23 @@ def test_a_failed_per_user_check_leaves_the_p_value_out(tiny, tmp_path):
     md = _md(docs)
     assert "Per-user check FAILED: seed 3: GRU4Rec on mlslice, seed 3: the mean of the per-user ndcg@10" in md
     assert "Wilcoxon p =" not in md and not os.path.isfile(peruser.cache_path(path))
+
+
+def test_a_run_without_checkpoint_or_cache_is_said_not_failed(tiny, tmp_path):
+    # a record restored from the archive on a new machine: no per-user cache, its checkpoint gone
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    shutil.copytree(tiny["out"], out)
+    path = runs.record_path(out, tiny["specs"][0])  # SASRec's record
+    record = runs.load_record(path)
+    record["result"]["checkpoint"] = str(tmp_path / "gone.pth")
+    with open(path, "w") as f:
+        json.dump(record, f)
+    assert not peruser.obtainable(record, peruser.cache_path(path))
+    argv = ["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs, "--ours", "GRU4Rec",
+            "--models", "SASRec,GRU4Rec"]
+    assert cli.main(argv) == 0
+    md = _md(docs)
+    p_row = next(line for line in md.splitlines() if line.startswith("| p, paired over test users"))
+    assert ("seed 3: no per-user values of SASRec here (neither cached nor its checkpoint on this machine)"
+            in p_row)
+    assert "FAILED" not in md and "Wilcoxon p =" not in md

@@ -142,18 +142,22 @@ def significance(models: dict, ours: str, baseline, out_dir: str, cache_dir=None
     if not seeds:
         return {"rows": [], "note": f"no seed finished by both {ours} (seeds {sorted(ours_runs)}) and {baseline} "
                                    f"(seeds {sorted(base_runs)})", "failed": False}
-    rows, notes, failed = [], [], False
+    rows, notes, failed, absent = [], [], False, []
     for seed in seeds:
+        pair = [(e, peruser.cache_path(e["path"], out_dir, cache_dir)) for e in (ours_runs[seed], base_runs[seed])]
+        lacking = [e["spec"].model for e, path in pair if not peruser.obtainable(e["record"], path)]
+        if lacking:  # e.g. a record restored from the archive without per-user values: not a failed check
+            absent.append(f"seed {seed}: no per-user values of {' and '.join(lacking)} here (neither cached nor "
+                          "its checkpoint on this machine)")
+            continue
         try:
-            a = peruser.for_record(ours_runs[seed]["record"], peruser.cache_path(ours_runs[seed]["path"], out_dir,
-                                                                                 cache_dir), echo=echo)
-            b = peruser.for_record(base_runs[seed]["record"], peruser.cache_path(base_runs[seed]["path"], out_dir,
-                                                                                 cache_dir), echo=echo)
+            a, b = (peruser.for_record(e["record"], path, echo=echo) for e, path in pair)
             rows.append({"seed": seed, **paired_test(a, b)})
         except (peruser.PerUserMismatch, UsageError, ValueError) as exc:
             failed = True
             notes.append(f"seed {seed}: {exc}")
-    note = "; ".join(f"seed {r['seed']}: Wilcoxon p = {_p(r['wilcoxon_p'])}, t p = {_p(r['t_p'])}" for r in rows)
+    note = "; ".join([f"seed {r['seed']}: Wilcoxon p = {_p(r['wilcoxon_p'])}, t p = {_p(r['t_p'])}" for r in rows]
+                     + absent)
     if notes:
         note = "; ".join([x for x in (note, "FAILED " + "; ".join(notes)) if x])
     return {"rows": rows, "note": note, "failed": failed, "errors": notes}

@@ -123,6 +123,13 @@ def save(path: str, record: dict, values: dict, compressed: bool = False) -> str
     return path
 
 
+def obtainable(record: dict, path: str) -> bool:
+    """Whether ``for_record`` can have this run's per-user values here: cached at ``path`` for this run, or its
+    checkpoint file on this machine (a record restored from the archive without them has neither)."""
+    checkpoint = (record.get("result") or {}).get("checkpoint")
+    return load_cached(path, record) is not None or bool(checkpoint and os.path.isfile(checkpoint))
+
+
 def for_record(record: dict, path: str, recompute: bool = False, echo=print) -> dict:
     """Per-user test metrics of a finished run record: from the cache at ``path`` when it is this run's, else
     computed from the run's best checkpoint (``trained.load_run``), checked against the recorded test metrics
