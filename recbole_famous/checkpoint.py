@@ -55,6 +55,13 @@ ENV_KEYS = frozenset({
     "eval_batch_size", "config_files",
     "expert_parts",  # FamouSRec's experts on length-sorted parts of a batch: the same numbers for any count (tested)
 })
+# Keys RecBole's data transforms write into the config while the dataloaders are built (recbole/data/transform.py:
+# BERT4Rec's mask, CL4SRec's crop and reorder fields): field names derived from the other keys, never a setting, and
+# absent from a config that no dataloader has seen yet (the one a checkpoint is checked against).
+DERIVED_KEYS = frozenset({
+    "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS", "INVERSE_ITEM_SEQ", "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN",
+    "REORDER_ITEM_SEQ",
+})
 # Keys that only shape training: a trained model is evaluated and served the same whatever they were.
 TRAIN_KEYS = frozenset({
     "epochs", "stopping_step", "learner", "learning_rate", "weight_decay", "clip_grad_norm", "train_batch_size",
@@ -206,7 +213,7 @@ def check_compatible(ckpt, config, use: str) -> None:
         raise UsageError(f"checkpoint {path} holds a {m['model']} model, not {config['model']}")
     if m["dataset"] != config["dataset"]:
         raise UsageError(f"checkpoint {path} was trained on dataset '{m['dataset']}', not '{config['dataset']}'")
-    allowed = TRAIN_KEYS | INFERENCE_KEYS if use == "eval" else RESUME_KEYS
+    allowed = (TRAIN_KEYS | INFERENCE_KEYS if use == "eval" else RESUME_KEYS) | DERIVED_KEYS
     theirs = {**{k: _canon(v) for k, v in legacy_values(m["model"]).items()}, **m["fingerprint"]}
     ours = fingerprint(config)
     diffs = []

@@ -90,3 +90,24 @@ def test_interruption_carries_its_resume_hint():
 
 def test_default_model_is_famousrec():
     assert pipeline.default_model() == "FamouSRec"
+
+
+@pytest.mark.parametrize("model", ["BERT4Rec"])
+def test_a_model_whose_dataloaders_write_config_keys_loads_its_checkpoint(model, quick_overrides):
+    # RecBole's data transforms (here BERT4Rec's mask) add field names to the config while the
+    # dataloaders are built: the checkpoint holds them, a config checked before any data does not
+    config = pipeline.build_config(model, "mlslice", overrides={**quick_overrides, "hidden_size": 16,
+                                                                "embedding_size": 16, "inner_size": 32})
+    pipeline.init_seed(config)
+    dataset = pipeline.create_dataset(config)
+    train, valid, test = pipeline.data_preparation(config, dataset)
+    derived = checkpoint.DERIVED_KEYS & set(config.final_config_dict)
+    assert derived  # the keys the transform wrote, so this test covers them
+    model_ = pipeline.build_model(config, train._dataset)
+    trainer = pipeline.get_trainer(config, model_, output_dir=quick_overrides["checkpoint_dir"] + "_run",
+                                   dataset=dataset)
+    trainer.fit(train, valid, show_progress=False)
+    for use in ("eval", "resume"):
+        loaded = pipeline.load_trained(trainer.saved_model_file, use=use)
+        assert loaded.meta["model"] == model and derived <= set(loaded.config.final_config_dict)
+    assert torch.equal(_scores(loaded.model, loaded.test_data), _scores(trainer.model, test))
