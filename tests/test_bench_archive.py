@@ -125,3 +125,18 @@ def test_cli_archive_restore_and_a_missing_archive(tmp_path, capsys):
     assert cli.main(["restore", *common, "--out", new, "--records", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no archived run records" in err[0]
+
+
+def test_peruser_archives_a_record_without_checkpoint_and_says_so(tmp_path):
+    sas, gru = plan.plan(_profile(tmp_path))
+    old, dest = str(tmp_path / "old"), str(tmp_path / "records")
+    _finish(old, sas)  # restored here earlier: no cache, no checkpoint
+    path, record = _finish(old, gru, ndcg=0.25)
+    record["result"]["checkpoint"] = str(tmp_path / "gone.pth")  # its checkpoint stayed on another machine
+    with open(path, "w") as f:
+        json.dump(record, f)
+    lines = []
+    counts = archive.archive([sas, gru], old, dest, with_peruser=True, echo=lines.append)
+    assert counts["archived"] == 2 and counts["no_peruser"] == 2 and counts["peruser"] == 0
+    assert len(lines) == 2 and all("no per-user values" in line for line in lines)
+    assert os.path.isfile(archive.archive_path(dest, gru))

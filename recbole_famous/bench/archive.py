@@ -7,7 +7,8 @@ go with the machine. A profile whose runs take longer than one machine lives (``
 * ``archive`` copies each planned run's finished record into a committed folder, by default
   ``docs/results/<profile>/records/<dataset>/<model>[--<variant>]/seed<N>.json``, with its per-user test metrics
   (``peruser.py``, the paired test's input) beside it as ``seed<N>.peruser.npz`` where the output folder has them
-  (``compare`` made them) or, with ``peruser=True``, computed now from the run's checkpoint. A record already
+  (``compare`` made them) or, with ``peruser=True``, computed now from the run's checkpoint where this machine has
+  it (a record restored here without them is archived without them, and counted). A record already
   archived is replaced only by a different one (a rerun), which is said.
 * ``restore`` copies archived records back into the output folder, never over a record that is there, and not a
   record made with other settings than the run it would stand for (``runs.changed_keys``: the profile was
@@ -45,7 +46,7 @@ def _copy(src: str, dst: str) -> None:
 
 def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=print) -> dict:
     """Copy the finished records of ``specs`` from ``out_dir`` to ``dest`` (and their per-user values); counts."""
-    counts = {"archived": 0, "replaced": 0, "unchanged": 0, "not_finished": 0, "peruser": 0}
+    counts = {"archived": 0, "replaced": 0, "unchanged": 0, "not_finished": 0, "peruser": 0, "no_peruser": 0}
     for spec in specs:
         src = runs.record_path(out_dir, spec)
         if runs.state(out_dir, spec) != "finished":
@@ -63,7 +64,13 @@ def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=pri
         record = runs.load_record(src)
         values = peruser.load_cached(peruser.cache_path(src), record)
         if values is None and with_peruser:
-            values = peruser.for_record(record, peruser.cache_path(src), echo=echo)
+            if peruser.obtainable(record, peruser.cache_path(src)):
+                values = peruser.for_record(record, peruser.cache_path(src), echo=echo)
+            elif peruser.load_cached(peruser.cache_path(dst), record) is None:
+                # e.g. restored from the archive on this machine without them: its checkpoint stayed on the old one
+                counts["no_peruser"] += 1
+                echo(f"  {spec.label} on {spec.dataset}, seed {spec.seed}: no per-user values (neither cached nor "
+                     "its checkpoint on this machine); the record is archived without them")
         have = peruser.load_cached(peruser.cache_path(dst), record)
         if values is not None and have is None:
             peruser.check(values, record["metrics"], f"{spec.label} on {spec.dataset}, seed {spec.seed}")
