@@ -56,7 +56,7 @@ ENV_KEYS = frozenset({
     "expert_parts",  # FamouSRec's experts on length-sorted parts of a batch: the same numbers for any count (tested)
 })
 # Keys RecBole's data transforms write into the config while the dataloaders are built (recbole/data/transform.py:
-# BERT4Rec's mask, CL4SRec's crop and reorder fields): field names derived from the other keys, never a setting, and
+# BERT4Rec's mask; the crop, reorder and inverse transforms): field names derived from the other keys, never a setting, and
 # absent from a config that no dataloader has seen yet (the one a checkpoint is checked against).
 DERIVED_KEYS = frozenset({
     "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS", "INVERSE_ITEM_SEQ", "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN",

@@ -62,17 +62,17 @@ def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=pri
                      f"the different one in {out_dir} (a rerun)")
             _copy(src, dst)
         record = runs.load_record(src)
+        if peruser.load_cached(peruser.cache_path(dst), record) is not None:
+            continue  # its per-user values are archived already
         values = peruser.load_cached(peruser.cache_path(src), record)
         if values is None and with_peruser:
             if peruser.obtainable(record, peruser.cache_path(src)):
                 values = peruser.for_record(record, peruser.cache_path(src), echo=echo)
-            elif peruser.load_cached(peruser.cache_path(dst), record) is None:
-                # e.g. restored from the archive on this machine without them: its checkpoint stayed on the old one
+            else:  # e.g. restored from the archive on this machine without them: its checkpoint stayed on the old one
                 counts["no_peruser"] += 1
                 echo(f"  {spec.label} on {spec.dataset}, seed {spec.seed}: no per-user values (neither cached nor "
                      "its checkpoint on this machine); the record is archived without them")
-        have = peruser.load_cached(peruser.cache_path(dst), record)
-        if values is not None and have is None:
+        if values is not None:
             peruser.check(values, record["metrics"], f"{spec.label} on {spec.dataset}, seed {spec.seed}")
             peruser.save(peruser.cache_path(dst), record, values, compressed=True)
             counts["peruser"] += 1
