@@ -11,7 +11,8 @@ ratio of each model's mean epoch to the first model's (SASRec) is printed and ke
     python benchmarks/gpu_epochs.py --dataset Instruments --epochs 3 --json gpu_epochs.json \
         --models SASRec FamouSRec:spe_mode=sampled,expert_input=history FamouSRec
 
-A model is ``NAME`` or ``NAME:key=value,key=value`` (values read as YAML). ``--set key=value`` applies to every
+A model is ``NAME`` or ``NAME:key=value,key=value`` (values read as YAML; commas inside brackets belong to the value,
+so ``FamouSRec:experts=[attention,gru,mlp]`` works). ``--set key=value`` applies to every
 model (e.g. ``--set data_path=...``). ``--device cpu`` runs the same on the CPU (what the tests do, on a small
 slice). ``benchmarks/gpu_check.sh`` is the prepared script that runs this on a CUDA machine.
 """
@@ -34,7 +35,18 @@ import yaml  # noqa: E402
 def parse_model(spec: str) -> tuple[str, dict]:
     """``"FamouSRec:spe_mode=exact,mu_align=0"`` -> ``("FamouSRec", {"spe_mode": "exact", "mu_align": 0})``."""
     name, _, rest = spec.partition(":")
-    return name, parse_sets(rest.split(",") if rest else [])
+    return name, parse_sets(split_top_level(rest) if rest else [])
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split ``text`` at the commas outside brackets: ``"a=1,experts=[gru,mlp]"`` -> ``["a=1", "experts=[gru,mlp]"]``."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def parse_sets(items) -> dict:
@@ -43,7 +55,10 @@ def parse_sets(items) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise SystemExit(f"gpu_epochs: {item!r} is not key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise SystemExit(f"gpu_epochs: the value of {item!r} is not YAML ({str(err).splitlines()[0]})")
     return out
 
 

@@ -57,3 +57,19 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error():
 def test_a_model_override_that_is_not_key_value_is_refused():
     proc = _run(["--device", "cpu", "--models", "FamouSRec:spe_mode"])
     assert proc.returncode != 0 and "is not key=value" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_list_value_inside_a_model_spec_keeps_its_commas():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import gpu_epochs
+    finally:
+        sys.path.pop(0)
+    assert gpu_epochs.parse_model("FamouSRec:spe_mode=sampled,experts=[attention,gru,mlp],mu_spe=0") == (
+        "FamouSRec", {"spe_mode": "sampled", "experts": ["attention", "gru", "mlp"], "mu_spe": 0})
+    assert gpu_epochs.parse_model("SASRec") == ("SASRec", {})
+
+
+def test_a_value_that_is_not_yaml_is_a_clear_error():
+    proc = _run(["--device", "cpu", "--models", "FamouSRec:experts=[gru"])
+    assert proc.returncode != 0 and "is not YAML" in proc.stderr and "Traceback" not in proc.stderr
