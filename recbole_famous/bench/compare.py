@@ -156,17 +156,26 @@ def significance(models: dict, ours: str, baseline, out_dir: str, cache_dir=None
         except (peruser.PerUserMismatch, UsageError, ValueError) as exc:
             failed = True
             notes.append(f"seed {seed}: {exc}")
-    note = "; ".join([f"seed {r['seed']}: Wilcoxon p = {_p(r['wilcoxon_p'])}, t p = {_p(r['t_p'])}" for r in rows]
+    note = "; ".join([f"seed {r['seed']}: Wilcoxon p {p_clause(r['wilcoxon_p'])}, t p {p_clause(r['t_p'])}" for r in rows]
                      + absent)
     if notes:
         note = "; ".join([x for x in (note, "FAILED " + "; ".join(notes)) if x])
     return {"rows": rows, "note": note, "failed": failed, "errors": notes}
 
 
-def _p(p) -> str:
+def format_p(p) -> str:
+    """A p-value for a table: two significant digits, scientific below 1e-3, "< 1e-300" where it underflowed."""
     if p is None or math.isnan(p):
         return "n/a"
+    if p == 0.0:  # below the smallest double: say so, not "0.0e+00"
+        return "< 1e-300"
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def p_clause(p) -> str:
+    """``"= 0.013"`` or ``"< 1e-300"``: what follows "p" in a sentence."""
+    text = format_p(p)
+    return text if text.startswith("<") else f"= {text}"
 
 
 # ---- learning curves ----------------------------------------------------------------------------------------------
@@ -253,7 +262,7 @@ def _significance_lines(ds, ours, base, sig) -> list:
         for r in sig["rows"]:
             lines.append(f"| {r['seed']} | {r['users']:,} | {r['mean_ours']:.4f} | {r['mean_base']:.4f} | "
                          f"{r['mean_diff']:+.4f} | {r['users_differ']:,} | {r['ours_better']:,} / {r['ours_worse']:,} "
-                         f"| {_p(r['wilcoxon_p'])} | {_p(r['t_p'])} |")
+                         f"| {format_p(r['wilcoxon_p'])} | {format_p(r['t_p'])} |")
         lines += ["", f"Each run's per-user values average to its recorded test NDCG@10 within {peruser.TOLERANCE:g} "
                       "(checked when computed and on every read of the cache). Users with equal values for both "
                       "models are left out of the Wilcoxon test (only the users that differ count).", ""]
