@@ -263,9 +263,8 @@ def test_a_run_without_checkpoint_or_cache_is_said_not_failed(tiny, tmp_path):
 
 
 def test_p_values_are_written_so_that_an_underflow_is_not_a_zero():
-    from recbole_famous.bench.compare import format_p
+    from recbole_famous.bench.compare import format_p, p_clause
     assert format_p(0.0) == "< 1e-300"  # scipy returns 0.0 below the smallest double (Tmall, t = 38.6)
     assert format_p(4.7e-20) == "4.7e-20" and format_p(0.013) == "0.013" and format_p(float("nan")) == "n/a"
     assert format_p(None) == "n/a"
-    from recbole_famous.bench.compare import p_clause
     assert p_clause(0.0) == "< 1e-300" and p_clause(0.013) == "= 0.013"

@@ -174,8 +174,7 @@ def format_p(p) -> str:
 
 def p_clause(p) -> str:
     """``"= 0.013"`` or ``"< 1e-300"``: what follows "p" in a sentence."""
-    text = format_p(p)
-    return text if text.startswith("<") else f"= {text}"
+    return format_p(p) if p == 0.0 else f"= {format_p(p)}"
 
 
 # ---- learning curves ----------------------------------------------------------------------------------------------
