@@ -159,6 +159,30 @@ def test_compare_with_a_pending_model(tiny, tmp_path):
     assert f"| SASRec | 3 | 1 | 2 | {best} | {float(sas['result']['valid_scores'][str(best)]):.4f} | +0.0% |" in md
 
 
+def test_a_comparison_whose_records_are_gone_is_kept(tiny, tmp_path):
+    """compare into a folder whose comparison counts finished runs that are not here (another machine's records):
+    the committed files are kept and this comparison gets the suffix ``_<dataset>``; when that suffixed one would
+    lose runs too, the command says so and writes nothing."""
+    docs = str(tmp_path / "docs")
+    folder = os.path.join(docs, "tiny")
+    assert cli.main(["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs]) == 0
+    kept = {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+    fewer = str(tmp_path / "fewer")
+    shutil.copytree(tiny["out"], fewer)
+    os.remove(runs.record_path(fewer, tiny["specs"][0]))  # SASRec's record gone
+    assert cli.main(["compare", "--profile", tiny["profile"], "--out", fewer, "--docs", docs]) == 0
+    assert {name: open(os.path.join(folder, name), "rb").read() for name in kept} == kept
+    md = open(os.path.join(folder, "comparison_mlslice.md"), encoding="utf-8").read()
+    assert "SASRec 0/1 finished (pending: seed 3)" in md and "GRU4Rec 1/1 finished" in md
+    assert "(curves_mlslice_mlslice.png)" in md and os.path.isfile(os.path.join(folder, "curves_mlslice_mlslice.png"))
+    assert "`curves_mlslice.csv`" in md and os.path.isfile(os.path.join(folder, "significance_mlslice.csv"))
+    os.remove(runs.record_path(fewer, tiny["specs"][1]))  # GRU4Rec's too: comparison_mlslice would lose it
+    written = sorted(os.listdir(folder))
+    assert cli.main(["compare", "--profile", tiny["profile"], "--out", fewer, "--docs", docs]) == 2
+    assert sorted(os.listdir(folder)) == written
+    assert "GRU4Rec" in open(os.path.join(folder, "comparison_mlslice.md"), encoding="utf-8").read().split("Runs:")[1]
+
+
 def test_compare_paired_test_from_checkpoints(tiny, tmp_path):
     docs, cache = str(tmp_path / "docs"), str(tmp_path / "cache")
     argv = ["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--ours", "GRU4Rec",

@@ -120,8 +120,28 @@ def test_a_table_whose_records_are_gone_is_kept(tmp_path):
     assert table.stem_keeping(out, RECORDS) == ("table2", [])
     arts_only = [r for r in RECORDS if r["spec"]["dataset"] == "Arts"] or [_rec("SASRec", 1, 0.05, dataset="Arts")]
     stem, lost = table.stem_keeping(out, arts_only)
-    assert stem == "table2_Arts" and "Instruments" in lost
+    assert stem == "table2_Arts" and "Instruments SASRec (2 there, 0 here)" in lost
     table.write(arts_only, out, "cpu", "2 epochs", stem=stem)
     assert open(os.path.join(out, "table2.md")).read() == before
     assert "### Arts" in open(os.path.join(out, "table2_Arts.md")).read()
     assert table.stem_keeping(str(tmp_path / "empty"), RECORDS) == ("table2", [])
+
+
+def test_a_table_with_some_models_or_seeds_gone_is_kept(tmp_path):
+    """The committed table counts runs of a dataset that are gone here (one model's records, or some seeds): the
+    runs that are here get a table of their own; when that one would lose runs too, nothing is written."""
+    out = str(tmp_path)
+    table.write(RECORDS, out, "converged", "early stopping")
+    before = open(os.path.join(out, "table2.md")).read()
+    assert table.finished_in(os.path.join(out, "table2.csv"))[("Instruments", "SASRec")] == 2
+    emkd = [_rec("EMKD", 1, 0.07)]
+    stem, lost = table.stem_keeping(out, emkd)
+    assert stem == "table2_Instruments"
+    assert "Instruments SASRec (2 there, 0 here)" in lost and "Arts FamouSRec (1 there, 0 here)" in lost
+    one_seed = [r for r in RECORDS if not (r["spec"]["model"] == "FamouSRec" and r["spec"]["seed"] == 3)]
+    assert table.stem_keeping(out, one_seed) == ("table2_Arts_Instruments", ["Instruments FamouSRec (3 there, 2 here)"])
+    assert table.stem_keeping(out, RECORDS + emkd) == ("table2", [])  # more runs than the table: it grows
+    table.write(RECORDS[:2] + emkd, out, "converged", "early stopping", stem=stem)
+    assert open(os.path.join(out, "table2.md")).read() == before
+    stem, lost = table.stem_keeping(out, emkd)  # table2_Instruments holds SASRec x2 now: it would lose them
+    assert stem is None and "Instruments SASRec (2 there, 0 here)" in lost

@@ -109,8 +109,12 @@ def _write_table(records, args, profile, argv, echo) -> None:
     order = list(profile.models) + [m for m in getattr(args, "models_list", None) or [] if m not in profile.models]
     out = _docs_dir(args, profile)
     stem, lost = table.stem_keeping(out, records)
+    if stem is None:
+        echo(f"no table written: the tables in {out} hold {table.brief(lost)}, whose run records are not under "
+             f"{args.out}; bring them back first (`python -m recbole_famous.bench restore --profile {profile.name}`)")
+        return
     if lost:
-        echo(f"the table in {out} also holds {', '.join(lost)}, whose run records are not under {args.out}: "
+        echo(f"the table in {out} also holds runs of {table.brief(lost)}, whose run records are not under {args.out}: "
              f"it is kept, and these runs' table goes to {stem}.md")
     paths = table.write(records, out, profile.name, profile.description, getattr(args, "ours", "FamouSRec"), order,
                         stem=stem)

@@ -19,7 +19,10 @@ Per dataset:
   after its last validated epoch, drawn dashed).
 
 Files (under ``--docs``/<profile>/): ``comparison.md``, ``comparison.csv``, ``significance.csv``, ``curves.csv``,
-``curves_<dataset>.png``.
+``curves_<dataset>.png``. Where the ``comparison.csv`` already there counts finished runs whose records are not
+here (another machine's runs), it is kept and these files get a suffix of their own, ``_<dataset>_<dataset>...``
+(``comparison_Instruments.md``, ..., ``curves_Instruments_<dataset>.png``); where that suffixed set would lose runs
+too, nothing is written (``suffix``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recbole_famous.bench import patience, peruser, plots, runs
-from recbole_famous.bench.table import METRICS, mean_std, ranks, to_csv, write_texts
+from recbole_famous.bench.table import METRICS, brief, mean_std, ranks, runs_dropped, to_csv, write_texts
 from recbole_famous.errors import UsageError
 
 SELECT = "ndcg@10"  # the validation metric that picks the best baseline
@@ -304,7 +307,7 @@ def _runs_lines(ds, models, cur) -> list:
     return lines
 
 
-def _curves_part(ds, cur, doc_dir, profile_name) -> tuple:
+def _curves_part(ds, cur, doc_dir, profile_name, sfx="") -> tuple:
     """The learning-curve PNG (first seed of each model) and every seed's values as CSV rows."""
     rows, plotted = [], OrderedDict()
     for m, by_seed in cur.items():
@@ -321,19 +324,19 @@ def _curves_part(ds, cur, doc_dir, profile_name) -> tuple:
     if not plotted:
         return lines + ["No validated epoch yet.", ""], rows, []
     png = plots.learning_curves(
-        plotted, os.path.join(doc_dir, f"curves_{ds}.png"),
+        plotted, os.path.join(doc_dir, f"curves{sfx}_{ds}.png"),
         f"{ds}: validation NDCG@10 after each epoch (profile {profile_name})", "validation NDCG@10",
         note="one line per model: its first seed with a curve; dot = best epoch; dashed = still running "
              "(from its resume checkpoint)")
     lines += ["Validation NDCG@10 after each epoch; one line per model, its first seed in the profile's order "
-              "(every seed's values: `curves.csv`); the dot marks the best epoch (the one tested); dashed: a run "
+              f"(every seed's values: `curves{sfx}.csv`); the dot marks the best epoch (the one tested); dashed: a run "
               "still going, read from its resume checkpoint.", "", f"![learning curves {ds}]({os.path.basename(png)})",
               ""]
     return lines, rows, [png]
 
 
 def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=None, echo=print,
-                    trained_patience=None) -> dict:
+                    trained_patience=None, sfx="") -> dict:
     """Markdown lines, CSV rows and written files of one dataset."""
     names = list(models)
     base, base_valid = best_baseline(models, ours)
@@ -354,19 +357,37 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
         {"dataset": ds, "ours": ours, "baseline": base or "", "note": sig["note"]}]
     cur = curves(models, out_dir)
     lines += _runs_lines(ds, models, cur)
-    curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name)
+    curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name, sfx)
     if trained_patience is not None:
         curve_lines += patience.markdown(ds, cur, int(trained_patience))
     return {"lines": lines + curve_lines, "quality": quality, "significance": sig_rows, "curves": curve_rows,
             "files": files, "failed": sig.get("failed", False)}
 
 
+def suffix(doc_dir: str, groups) -> str:
+    """``""``, or ``_<dataset>_<dataset>...`` when the ``comparison.csv`` in ``doc_dir`` counts finished runs that
+    ``groups`` lack (written on another machine, whose records are not here): the new files then keep it. Raises
+    ``UsageError`` when the suffixed ``comparison<suffix>.csv`` exists and would lose runs too."""
+    have = {(ds, m): len(_finished(e)) for ds, models in groups.items() for m, e in models.items()}
+    lost = runs_dropped(os.path.join(doc_dir, "comparison.csv"), have, "n_finished")
+    if not lost:
+        return ""
+    sfx = "_" + "_".join(sorted(groups))
+    also = runs_dropped(os.path.join(doc_dir, f"comparison{sfx}.csv"), have, "n_finished")
+    if also:
+        raise UsageError(f"nothing written: {doc_dir} holds finished runs whose records are not here "
+                         f"({brief(lost + also)}); bring them back first (`bench restore`) or write elsewhere "
+                         "(--docs DIR)")
+    return sfx
+
+
 def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = "FamouSRec", order=None,
           cache_dir=None, echo=print) -> tuple:
     """Write the files (see the module docstring); returns ``(paths, failed)``: ``failed`` when a per-user check
     did not hold (the p-values of that pair are then left out)."""
-    os.makedirs(doc_dir, exist_ok=True)
     groups = by_dataset(entries(specs, out_dir), order or list(profile.models))
+    sfx = suffix(doc_dir, groups)
+    os.makedirs(doc_dir, exist_ok=True)
     lines = [f"# Comparison: profile `{profile.name}`", "", f"Budget profile: {profile.description}.", "",
              "Test-set metrics, full ranking over all items, of each model's best validated epoch; mean ± sample std "
              "over the finished seeds (no ± with one seed); **bold** best, <u>underlined</u> second best among the "
@@ -377,7 +398,7 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
     quality, sig, curve_rows, files, failed = [], [], [], [], False
     for ds, models in groups.items():
         part = dataset_section(ds, models, ours, out_dir, doc_dir, profile.name, cache_dir, echo,
-                               (profile.config or {}).get("stopping_step"))
+                               (profile.config or {}).get("stopping_step"), sfx)
         lines += part["lines"]
         quality += part["quality"]
         sig += part["significance"]
@@ -385,6 +406,6 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
         files += part["files"]
         failed = failed or part["failed"]
     lines.append(f"Made by: `{command}` (from the run records under `{out_dir}`).")
-    texts = {"comparison.md": "\n".join(lines) + "\n", "comparison.csv": to_csv(quality, profile.name),
-             "significance.csv": to_csv(sig, profile.name), "curves.csv": to_csv(curve_rows, profile.name)}
+    texts = {f"comparison{sfx}.md": "\n".join(lines) + "\n", f"comparison{sfx}.csv": to_csv(quality, profile.name),
+             f"significance{sfx}.csv": to_csv(sig, profile.name), f"curves{sfx}.csv": to_csv(curve_rows, profile.name)}
     return write_texts(doc_dir, texts) + files, failed

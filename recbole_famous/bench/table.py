@@ -179,21 +179,58 @@ def write(records, out_dir: str, profile_name: str, profile_description: str = "
 
 def datasets_in(csv_path: str) -> list:
     """The datasets of a written ``<stem>.csv`` (none when it does not exist), in order."""
+    return list(OrderedDict.fromkeys(ds for ds, _ in finished_in(csv_path)))
+
+
+def finished_in(csv_path: str, count: str = "n_seeds") -> "OrderedDict":
+    """``{(dataset, model): finished runs}`` of a written table CSV (``count``: ``n_seeds`` in ``table2.csv``,
+    ``n_finished`` in ``comparison.csv``); empty when the file does not exist."""
+    out = OrderedDict()
     if not os.path.isfile(csv_path):
-        return []
+        return out
     with open(csv_path, encoding="utf-8") as f:
-        return list(OrderedDict.fromkeys(row["dataset"] for row in csv.DictReader(f) if row.get("dataset")))
+        for row in csv.DictReader(f):
+            if not row.get("dataset"):
+                continue
+            key = (row["dataset"], row.get("model", ""))
+            try:
+                n = int(float(row.get(count) or 0))
+            except ValueError:
+                n = 0
+            out[key] = max(out.get(key, 0), n)
+    return out
+
+
+def runs_dropped(csv_path: str, have: dict, count: str = "n_seeds") -> list:
+    """``"<dataset> <model> (N there, M here)"`` for every model that the written CSV counts more finished runs of
+    than ``have`` (``{(dataset, model): finished runs here}``): what writing over it would lose."""
+    return [f"{ds} {m} ({n} there, {have.get((ds, m), 0)} here)"
+            for (ds, m), n in finished_in(csv_path, count).items() if n > have.get((ds, m), 0)]
+
+
+def brief(items, n: int = 4) -> str:
+    """The first ``n`` of ``items``, comma-separated, and how many more."""
+    items = list(items)
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
 
 
 def stem_keeping(out_dir: str, records, stem="table2") -> tuple:
-    """``(stem, lost)``: ``stem`` unless the table already there holds datasets that none of ``records`` covers
-    (their run records are not on this machine): then a table of its own, ``<stem>_<dataset>_<dataset>...``, so
-    that the committed one is not replaced by a smaller one; ``lost`` names those datasets."""
-    have = {r["spec"]["dataset"] for r in records}
-    lost = [d for d in datasets_in(os.path.join(out_dir, f"{stem}.csv")) if d not in have]
+    """``(stem, lost)``: ``stem`` unless the table already there counts finished runs that ``records`` lack (their
+    run records are not on this machine: a whole dataset, or some models or seeds of one): then a table of its
+    own, ``<stem>_<dataset>_<dataset>...``, so that the committed one is not replaced by a smaller one; ``lost``
+    names what the committed table holds beyond ``records``. The stem is ``None`` (write nothing) when that table
+    of its own exists and would lose runs too."""
+    have = {}
+    for r in records:
+        key = (r["spec"]["dataset"], label(r))
+        have[key] = have.get(key, 0) + 1
+    lost = runs_dropped(os.path.join(out_dir, f"{stem}.csv"), have)
     if not lost:
         return stem, []
-    return stem + "_" + "_".join(sorted(have)), lost
+    own = stem + "_" + "_".join(sorted({ds for ds, _ in have}))
+    also = runs_dropped(os.path.join(out_dir, f"{own}.csv"), have)
+    return (None, lost + also) if also else (own, lost)
 
 
 def write_texts(out_dir: str, texts: dict) -> list:
