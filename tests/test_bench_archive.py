@@ -140,3 +140,31 @@ def test_peruser_archives_a_record_without_checkpoint_and_says_so(tmp_path):
     assert counts["archived"] == 2 and counts["no_peruser"] == 2 and counts["peruser"] == 0
     assert len(lines) == 2 and all("no per-user values" in line for line in lines)
     assert os.path.isfile(archive.archive_path(dest, gru))
+
+
+def test_bench_run_archives_each_finished_run_with_its_per_user_values(ml100k_slice, tmp_path, monkeypatch):
+    """The output folder goes with the machine: ``bench run`` copies each run it finishes, with per-user test
+    metrics computed from the checkpoint while it is here, into the records folder (part of the working tree)."""
+    from bench_helpers import run_in_process
+
+    body = {"description": "archive on finish", "models": ["GRU4Rec"], "datasets": ["mlslice"], "seeds": [5],
+            "config": {"data_path": ml100k_slice, "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 128,
+                       "embedding_size": 16, "hidden_size": 16, "state": "WARNING"}}
+    (tmp_path / "fin.yaml").write_text(json.dumps(body))
+    monkeypatch.setattr(runs, "launch_subprocess", lambda job, out, log, echo=None: run_in_process(job, out, log))
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    common = ["--profile", str(tmp_path / "fin.yaml"), "--docs", docs, "--out", out]
+    assert cli.main(["run", *common]) == 0
+    spec = plan.plan(plan.load_profile(str(tmp_path / "fin.yaml")))[0]
+    archived = os.path.join(docs, "fin", "records", "mlslice", "GRU4Rec", "seed5.json")
+    assert runs.load_record(archived) == runs.load_record(runs.record_path(out, spec))
+    record = runs.load_record(archived)
+    with np.load(peruser.cache_path(archived)) as data:
+        assert len(data["user_id"]) == 120
+        assert float(np.mean(data["ndcg@10"])) == pytest.approx(record["metrics"]["ndcg@10"], abs=1e-4)
+
+    # --no-archive leaves the records folder alone
+    other_docs = str(tmp_path / "docs2")
+    assert cli.main(["run", "--profile", str(tmp_path / "fin.yaml"), "--docs", other_docs,
+                     "--out", str(tmp_path / "out2"), "--no-archive"]) == 0
+    assert not os.path.exists(os.path.join(other_docs, "fin", "records"))

@@ -73,7 +73,7 @@ def test_resume_never_reruns_a_finished_run(tmp_path):
     calls = []
     counts = runs.run_all(specs, out, launcher=_writer(calls), echo=lambda m: None)
     assert calls == ["SASRec2", "SASRec3"]
-    assert counts == {"finished_before": 2, "ran": 2, "failed": 0, "skipped": 0}
+    assert counts == {"finished_before": 2, "ran": 2, "failed": 0, "skipped": 0, "after_failed": 0}
     # a second resume runs nothing at all
     assert runs.run_all(specs, out, launcher=_writer(calls), echo=lambda m: None)["ran"] == 0
     assert calls == ["SASRec2", "SASRec3"]
@@ -185,7 +185,7 @@ def test_run_finished_by_another_process_meanwhile_is_not_counted_as_ran(tmp_pat
 
     counts = runs.run_all(specs, out, launcher=launch_and_other_finishes_second, echo=lines.append)
     assert calls == ["SASRec1"]
-    assert counts == {"finished_before": 1, "ran": 1, "failed": 0, "skipped": 0}
+    assert counts == {"finished_before": 1, "ran": 1, "failed": 0, "skipped": 0, "after_failed": 0}
     assert sum("done in" in line for line in lines) == 1 and "another process" in lines[-1]
 
 
@@ -208,3 +208,39 @@ def test_a_missing_dataset_stops_the_benchmark_before_any_run(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: dataset 'Nope' not found") and "\n" not in err
     assert not os.path.exists(os.path.join(out, "logs"))  # no run was started
+
+
+def test_a_failing_after_run_step_is_reported_and_keeps_the_record(tmp_path):
+    specs = plan.plan(_profile(tmp_path))
+    out, calls, lines, after = str(tmp_path / "out"), [], [], []
+
+    def on_finished(spec):
+        after.append(spec.key)
+        raise OSError("disk full")
+
+    counts = runs.run_all(specs, out, launcher=_writer(calls), echo=lines.append, on_finished=on_finished)
+    assert counts["ran"] == len(specs) and counts["after_failed"] == len(specs)
+    assert after == [s.key for s in specs]
+    assert all(runs.state(out, s) == "finished" for s in specs)
+    assert sum("after the run: OSError: disk full" in line for line in lines) == len(specs)
+
+
+def test_the_store_comes_from_the_environment_and_runs_resume_from_it(tmp_path, monkeypatch):
+    """``$RECBOLE_FAMOUS_BENCH_DIR`` puts the run store outside the working tree: records, logs and checkpoints go
+    there, and a later process (a checkout laid anew) finds the finished runs there and reruns none of them."""
+    store = tmp_path / "home" / "famous-bench"
+    monkeypatch.setenv(runs.STORE_ENV, str(store))
+    monkeypatch.chdir(tmp_path)  # a relative results/bench would land here
+    assert runs.default_out() == str(store)
+    assert cli.parser().parse_args(["run"]).out == str(store)
+    specs = plan.plan(_profile(tmp_path))
+    calls = []
+    runs.run_all(specs[:2], launcher=_writer(calls), echo=lambda m: None)  # killed after two runs
+    assert calls == ["SASRec1", "GRU4Rec1"]
+    assert all(os.path.isfile(runs.record_path(str(store), s)) for s in specs[:2])
+    assert runs.checkpoint_dir(str(store), specs[0]).startswith(str(store))
+    assert not (tmp_path / "results").exists()
+    counts = runs.run_all(specs, launcher=_writer(calls), echo=lambda m: None)
+    assert calls == ["SASRec1", "GRU4Rec1", "SASRec2", "SASRec3"] and counts["finished_before"] == 2
+    monkeypatch.setenv(runs.STORE_ENV, "  ")
+    assert runs.default_out() == os.path.join("results", "bench")

@@ -22,6 +22,7 @@ import shlex
 import signal
 import sys
 
+from recbole_famous.bench import runs
 from recbole_famous.errors import UsageError
 
 DEFAULT_DOCS = os.path.join("docs", "results")
@@ -59,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
 
     def common(sp, datasets=True):
         sp.add_argument("--profile", default="cpu", help="budget profile: props/bench/NAME.yaml or a yaml path")
-        sp.add_argument("--out", default=os.path.join("results", "bench"), help="run records (default results/bench)")
+        sp.add_argument("--out", default=runs.default_out(),
+                        help=f"the run store: records, logs, checkpoints (default ${runs.STORE_ENV} if set, else "
+                             "results/bench)")
         sp.add_argument("--docs", default=DEFAULT_DOCS, help="where tables and plots go (default docs/results)")
         if datasets:
             sp.add_argument("--datasets", help="comma-separated, default: the profile's")
@@ -72,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra RecBole key for every run")
         if name == "run":
             sp.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+            sp.add_argument("--no-archive", action="store_true",
+                            help="do not archive each finished run (record and per-user test metrics) into "
+                                 "<--docs>/<profile>/records right away (as `archive --peruser` does)")
         if name in ("table", "compare"):
             sp.add_argument("--ours", default="FamouSRec", help="the model whose improvement is reported")
         if name in ("archive", "restore"):
@@ -98,6 +104,24 @@ def parser() -> argparse.ArgumentParser:
 
 def _docs_dir(args, profile) -> str:
     return os.path.join(args.docs, profile.name)
+
+
+def _archiver(args, profile, echo):
+    """``on_finished`` of ``bench run``: archive the run just finished, with its per-user test metrics computed
+    from its checkpoint while this machine has it (``archive.py``), into the committed records folder. The
+    output folder is git-ignored and goes with the machine; the records folder is part of the working tree."""
+    from recbole_famous.bench import archive
+
+    folder = os.path.join(_docs_dir(args, profile), "records")
+
+    def on_finished(spec):
+        import torch
+
+        torch.set_num_threads(int(profile.threads or 1))  # the other cores run the other benchmark processes
+        counts = archive.archive([spec], args.out, folder, with_peruser=True, echo=echo)
+        echo(f"  archived into {folder}: {counts}")
+
+    return on_finished
 
 
 def _write_table(records, args, profile, argv, echo) -> None:
@@ -216,7 +240,8 @@ def _dispatch(args, argv, echo) -> int:
             return 0
         if args.command == "run":
             _check_datasets(specs, args.out)
-            counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads)
+            counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads,
+                                  on_finished=None if args.no_archive else _archiver(args, profile, echo))
             echo(f"benchmark: {counts}")
         # the profile's table covers every finished run of the profile, not only this command's selection
         # (a run of one model must not leave a table of that model alone)

@@ -10,6 +10,9 @@ go with the machine. A profile whose runs take longer than one machine lives (``
   (``compare`` made them) or, with ``peruser=True``, computed now from the run's checkpoint where this machine has
   it (a record restored here without them is archived without them, and counted). A record already
   archived is replaced only by a different one (a rerun), which is said.
+* ``bench run`` does the first right after each run it finishes (``__main__._archiver``, unless ``--no-archive``),
+  per-user values included, so that a machine that goes away after the run takes nothing with it that the
+  tables need.
 * ``restore`` copies archived records back into the output folder, never over a record that is there, and not a
   record made with other settings than the run it would stand for (``runs.changed_keys``: the profile was
   edited since; it is listed, not restored). ``run`` then skips the restored runs, ``status`` lists them as

@@ -1,6 +1,8 @@
 """Run planned benchmark runs one at a time, one JSON per run, resumable.
 
-Layout under the output folder (``results/bench`` by default, git-ignored):
+Layout under the output folder, the run store (``default_out()``: ``$RECBOLE_FAMOUS_BENCH_DIR`` where it is set, else
+``results/bench``, git-ignored). A store outside the working tree (``export RECBOLE_FAMOUS_BENCH_DIR=~/famous-bench``)
+outlives a checkout laid anew: its runs resume from it, and its finished runs are not rerun:
 
 * ``runs/<profile>/<dataset>/<model>[--<variant>]/seed<N>.json``: the run record, written atomically by the
   run's own process only when it has finished (``worker.py``). Its presence means "finished": a resumed
@@ -31,6 +33,13 @@ import sys
 import time
 
 DEFAULT_OUT = os.path.join("results", "bench")
+STORE_ENV = "RECBOLE_FAMOUS_BENCH_DIR"
+
+
+def default_out() -> str:
+    """The run store: ``$RECBOLE_FAMOUS_BENCH_DIR`` (``~`` expanded) where set and not empty, else ``results/bench``."""
+    env = os.environ.get(STORE_ENV, "").strip()
+    return os.path.expanduser(env) if env else DEFAULT_OUT
 
 
 def record_path(out_dir: str, spec) -> str:
@@ -168,11 +177,12 @@ def echo_epochs(log_path: str, offset: int, echo) -> int:
     return offset + done
 
 
-def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=print, launcher=None,
+def run_one(spec, out_dir: str | None = None, retry_failed: bool = False, echo=print, launcher=None,
             threads: int = 1) -> dict | None:
     """Run ``spec`` unless it has finished (then return its record); ``None`` if skipped or failed.
 
     ``launcher(job_json, out_json, log_path) -> exit code`` runs the job (default: ``launch_subprocess``)."""
+    out_dir = out_dir or default_out()
     path = record_path(out_dir, spec)
     now = state(out_dir, spec)
     if now == "finished":
@@ -219,14 +229,16 @@ def run_one(spec, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=p
     return None
 
 
-def run_all(specs, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=print, launcher=None,
-            threads: int = 1) -> dict:
+def run_all(specs, out_dir: str | None = None, retry_failed: bool = False, echo=print, launcher=None,
+            threads: int = 1, on_finished=None) -> dict:
     """Run every spec in order, one at a time, those that an earlier, stopped attempt left half done (a resume
     checkpoint) first, so that started runs finish before new ones begin; returns counts by outcome. Progress on
-    ``echo``."""
+    ``echo``. ``on_finished(spec)`` is called after each run this call finished (``bench run`` archives it there,
+    ``archive.py``); an exception in it is reported and counted (``after_failed``), the run stays finished."""
     from recbole_famous.bench.worker import resume_point
 
-    counts = {"finished_before": 0, "ran": 0, "failed": 0, "skipped": 0}
+    out_dir = out_dir or default_out()
+    counts = {"finished_before": 0, "ran": 0, "failed": 0, "skipped": 0, "after_failed": 0}
     durations = []
     todo = [s for s in specs if state(out_dir, s) != "finished"]
     started = [s for s in todo if resume_point(checkpoint_dir(out_dir, s))]
@@ -254,4 +266,10 @@ def run_all(specs, out_dir: str = DEFAULT_OUT, retry_failed: bool = False, echo=
         echo(f"  done in {durations[-1] / 60:.1f} min: NDCG@10 {m.get('ndcg@10', float('nan')):.4f}, "
              f"HR@10 {m.get('hit@10', float('nan')):.4f}, {e.get('train_seconds_per_epoch') or 0:.0f} s/epoch, "
              f"{record['result']['epochs_run']} epochs")
+        if on_finished is not None:
+            try:
+                on_finished(spec)
+            except Exception as exc:  # noqa: BLE001 - the run's record is safe; say what did not happen
+                counts["after_failed"] += 1
+                echo(f"  after the run: {type(exc).__name__}: {exc} (the record is kept under {out_dir})")
     return counts
