@@ -124,12 +124,66 @@ def test_online_retail_recipe(tmp_path):
     text += or_rows("6", ["A", "B"], "2010-12-06 10:00")        # 2 items: five-core drops the invoice
     src = tmp_path / "retail.csv.gz"
     src.write_bytes(gzip.compress(text.encode()))
-    out = run_prepare(tmp_path, src)
+    out = tmp_path / "out"
+    prepare("D", str(src), out=str(out), echo=None, options={"invoice_order": "file"})
     rows = read_inter(out, "D")
     seqs = by_user(rows, read_map(out, "D"))
     assert seqs == {"1": ["E", "D", "C", "B", "A", "E"], "2": codes, "3": codes, "4": codes, "5": codes}
     assert {r[2] for r in rows if r[0] == "1"} == {"1291191960"}
     assert {r[2] for r in rows if r[0] == "2"} == {"1291280400"}
+
+
+def _or_source(tmp_path):
+    """12 invoices of 6 rows at one time each, plus a second time in invoice 1 (a later batch of rows)."""
+    codes = ["A", "B", "C", "D", "E", "F"]
+    text = OR_HEAD
+    for n in range(1, 13):
+        text += or_rows(str(n), codes[n % 6:] + codes[: n % 6], f"2010-12-{n:02d} 10:00")
+    text += or_rows("1", ["F", "E"], "2010-12-01 11:00")
+    src = tmp_path / f"retail{len(list(tmp_path.iterdir()))}.csv"
+    src.write_text(text)
+    return src
+
+
+def _sequences(tmp_path, options):
+    out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+    info = prepare("D", str(_or_source(tmp_path)), out=str(out), echo=None, options=options)
+    rows = read_inter(out, "D")
+    return by_user(rows, read_map(out, "D")), info, rows
+
+
+def test_online_retail_invoice_order_shuffles_ties_only(tmp_path):
+    file_order, info_file, _ = _sequences(tmp_path, {"invoice_order": "file"})
+    shuffled, info, rows = _sequences(tmp_path, None)  # the default: shuffled, seed 2020
+    again, _, _ = _sequences(tmp_path, None)
+    other_seed, _, _ = _sequences(tmp_path, {"invoice_order_seed": 7})
+    assert info["reader_options"] == {"invoice_order": "shuffled", "invoice_order_seed": 2020}
+    assert info_file["reader_options"]["invoice_order"] == "file"
+    assert info["as_converted"] == info_file["as_converted"]  # counts never depend on the order
+    assert again == shuffled and other_seed != shuffled
+    assert shuffled != file_order
+    for user, seq in file_order.items():
+        # a permutation of the rows that share a timestamp, never across timestamps
+        assert sorted(shuffled[user][:6]) == sorted(seq[:6]) and sorted(shuffled[user][6:]) == sorted(seq[6:])
+    times = [float(t) for u, _, t in rows if u == "1"]
+    assert times == sorted(times) and shuffled["1"][6:] in (["F", "E"], ["E", "F"])
+
+
+@pytest.mark.parametrize("option, words", [
+    (["invoice_order=random"], "invoice_order must be one of shuffled, file"),
+    (["invoice_order_seed=abc"], "invoice_order_seed must be an integer"),
+    (["order=file"], "has no option 'order' (options: invoice_order, invoice_order_seed)"),
+    (["invoice_order"], "--option takes KEY=VALUE"),
+])
+def test_online_retail_bad_options_fail_in_one_line(tmp_path, option, words, capsys):
+    src = _or_source(tmp_path)
+    args = ["prepare", "D", "--source", str(src), "--out", str(tmp_path / "out")]
+    for o in option:
+        args += ["--option", o]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not (tmp_path / "out" / "D").exists()
 
 
 @pytest.mark.parametrize("bad_row, words", [

@@ -88,19 +88,45 @@ def test_item_maps_lead_back_to_original_ids(converted):
     assert first_row[0] == "536365" and retail[first_row[1]] == "85123A" and len(retail) == 3469
 
 
-def test_recbole_order_keeps_file_order_within_equal_timestamps(tmp_path):
-    """OR invoices share one timestamp; RecBole's leave-one-out must still take the file's last items."""
+def _prepare_ties(tmp_path, options):
     codes = ["Q", "B", "X", "A", "M", "C"]
     orders = {str(n): codes[n % 6:] + codes[: n % 6] for n in range(1, 9)}
     text = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
     for inv, seq in orders.items():
         text += "".join(f"{inv},{c},THING,1,2011-01-0{int(inv)} 09:00,1.0,1,UK\n" for c in seq)
     (tmp_path / "src.csv").write_text(text)
-    prepare("OR", str(tmp_path / "src.csv"), out=str(tmp_path / "ds"), echo=None)
+    prepare("OR", str(tmp_path / "src.csv"), out=str(tmp_path / "ds"), echo=None, options=options)
+    imap = dict(line.split("\t") for line in (tmp_path / "ds/OR/OR.item_map").read_text().splitlines()[1:])
+    converted = {}
+    for line in (tmp_path / "ds/OR/OR.inter").read_text().splitlines()[1:]:
+        u, i, _ = line.split("\t")
+        converted.setdefault(u, []).append(imap[i])
+    return orders, converted, imap
+
+
+def _recbole_targets(tmp_path, imap, back):
     dataset = load("OR", tmp_path / "ds")
     _, valid, test = dataset.build()
-    for split, back in ((test, 1), (valid, 2)):
-        users = dataset.id2token("user_id", split.inter_feat["user_id"])
-        items = dataset.id2token("item_id", split.inter_feat["item_id"])
-        imap = dict(line.split("\t") for line in (tmp_path / "ds/OR/OR.item_map").read_text().splitlines()[1:])
-        assert {u: imap[i] for u, i in zip(users, items)} == {u: s[-back] for u, s in orders.items()}
+    split = {1: test, 2: valid}[back]
+    users = dataset.id2token("user_id", split.inter_feat["user_id"])
+    items = dataset.id2token("item_id", split.inter_feat["item_id"])
+    return {u: imap[i] for u, i in zip(users, items)}
+
+
+def test_recbole_order_keeps_file_order_within_equal_timestamps(tmp_path):
+    """OR invoices share one timestamp; with invoice_order: file, RecBole's leave-one-out takes the file's last
+    items."""
+    orders, converted, imap = _prepare_ties(tmp_path, {"invoice_order": "file"})
+    assert converted == orders
+    for back in (1, 2):
+        assert _recbole_targets(tmp_path, imap, back) == {u: s[-back] for u, s in orders.items()}
+
+
+def test_recbole_order_follows_the_shuffled_invoice_order(tmp_path):
+    """The default order shuffles the rows that share an invoice and a timestamp; RecBole's stable sort keeps the
+    converted order, so leave-one-out takes the converted file's last items (not the CSV's)."""
+    orders, converted, imap = _prepare_ties(tmp_path, None)
+    assert {u: sorted(s) for u, s in converted.items()} == {u: sorted(s) for u, s in orders.items()}
+    assert converted != orders  # 8 invoices of 6 rows: all 8 left in file order has chance (1/720)^8
+    for back in (1, 2):
+        assert _recbole_targets(tmp_path, imap, back) == {u: s[-back] for u, s in converted.items()}

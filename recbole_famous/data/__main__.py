@@ -20,6 +20,9 @@ def _parser():
     prep.add_argument("--format", dest="fmt", default=None,
                       help="reader to use instead of sniffing: user-json, unisrec, online-retail, sessions, "
                            "amazon-reviews")
+    prep.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a reader option over props/dataset/NAME.yaml's (OR: invoice_order=file|shuffled, "
+                           "invoice_order_seed=N)")
     st = sub.add_parser("stats", help="Table-1 statistics of a prepared dataset")
     st.add_argument("name")
     st.add_argument("--out", default="dataset", help="folder holding NAME/NAME.inter (default: dataset)")
@@ -73,13 +76,26 @@ def _stats(name, out):
                               f"{name} after RecBole filter": stats_after_filter(name, users, items)}))
 
 
+def _options(pairs):
+    """``--option KEY=VALUE`` pairs as {key: value}, values read as YAML (``invoice_order_seed=7`` is an int)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else value
+    return out
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         if args.command == "prepare":
             from .prepare import prepare
 
-            prepare(args.name, args.source, out=args.out, fmt=args.fmt)
+            prepare(args.name, args.source, out=args.out, fmt=args.fmt, options=_options(args.option))
         elif args.command == "synth":
             _synth(args)
         else:

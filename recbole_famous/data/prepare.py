@@ -116,17 +116,39 @@ def write_atomically(out, name, data, info):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def prepare(name, source, out="dataset", fmt=None, echo=print):
-    """Convert `source` into `out/name/`; returns the info written to `<name>.prepared.json`."""
+def reader_options(name, reader, overrides=None, where="."):
+    """The options of `reader` (its OPTIONS: name -> default): props/dataset/<name>.yaml's values for them, then
+    `overrides` ({key: value}, e.g. from `prepare --option`); an unknown override key is an error."""
+    import yaml
+
+    known = dict(getattr(reader, "OPTIONS", {}))
+    path = PROPS / "dataset" / f"{name}.yaml"
+    if path.is_file():
+        conf = yaml.safe_load(path.read_text()) or {}
+        known.update({k: conf[k] for k in known if k in conf})
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            allowed = ", ".join(known) or "none"
+            raise SourceError(where, f"the {reader.FORMAT} reader has no option {key!r} (options: {allowed})")
+        known[key] = value
+    return known
+
+
+def prepare(name, source, out="dataset", fmt=None, echo=print, options=None):
+    """Convert `source` into `out/name/`; returns the info written to `<name>.prepared.json`. `options`: the
+    reader's options over those of props/dataset/<name>.yaml (``reader_options``)."""
     start = time.perf_counter()
     files = source_files(name, source)
     reader, chosen = choose_reader(files, fmt)
-    data = reader.read(chosen)
+    opts = reader_options(name, reader, options, where=chosen[0])
+    data = reader.read(chosen, **opts)
     converted = stats.from_columns(data.users, data.items)
     filtered = stats_after_filter(name, data.users, data.items)
     info = {"name": name, "format": reader.FORMAT, "files": [str(f.resolve()) for f in chosen],
             "as_converted": converted.as_dict(), "after_recbole_filter": filtered.as_dict(),
             "recbole_filter": recbole_filter(name)}
+    if opts:
+        info["reader_options"] = opts
     target = write_atomically(out, name, data, info)
     info["seconds"] = round(time.perf_counter() - start, 2)
     if echo:
