@@ -10,7 +10,8 @@ Configuration, lowest to highest: RecBole's defaults < props/overall.yaml (the p
 < props/model/<Model>.yaml < props/dataset/<Dataset>.yaml < --config_files (in order) < --key=value.
 Any RecBole or model key can be set with --key=value (values are read as RecBole reads them: numbers,
 lists like "[5,10]", dicts, strings). With no --dataset, props/default_job.yaml (the default job's budget) is
-applied before --config_files.
+applied before --config_files; it also names the no-training reference rules (reference_rules) whose test metrics
+on the same split are printed after the run's, as a yardstick (--reference_rules="[]" skips them).
 
 Output: progress and per-epoch logs, then one table of the best-validation and test metrics; a machine-readable
 result (model, dataset, full config, metrics, best epoch, seconds per epoch) in <results_dir>/<run_id>/result.json
@@ -113,6 +114,8 @@ def main(argv=None) -> int:
                     return 0
             else:
                 result = runner.run(args.model, args.dataset, config_files, overrides, resume=args.resume)
+        references = [] if args.eval_only or distributed else runner.run_reference_rules(result, config_files,
+                                                                                         overrides)
     except (UsageError, NonFiniteLoss) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -123,6 +126,8 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     print(runner.format_result_table(result))
+    if references:
+        print(runner.format_reference_table(result, references))
     return 0
 
 

@@ -20,6 +20,7 @@ multi-process runs), then the models, the data layer and ``compat``. Above it: `
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -127,6 +128,16 @@ def build_model(config, dataset):
     model = config.model_class(config, dataset).to(config["device"])
     length_batches.split_encoder(config, model)  # the encoder on length-sorted parts of each batch (issue 13)
     return model
+
+
+def model_device(model):
+    """The device a model's tensors are on: its parameters', else its buffers' (a reference rule has no
+    parameters), else the CPU."""
+    import torch
+
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def checkpoint_meta(config, dataset=None, run_id: str | None = None) -> dict:

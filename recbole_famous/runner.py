@@ -275,6 +275,30 @@ def evaluate_checkpoint(checkpoint_path, model=None, dataset=None, config_files=
     return result
 
 
+def run_reference_rules(result: dict, config_files=None, overrides=None) -> list[dict]:
+    """The no-training reference rules named by the run's ``reference_rules`` key (the default job sets it:
+    ``props/default_job.yaml``), each run on the same dataset, config and split as ``result``, one pass, no
+    checkpoint kept: a yardstick for the run's metrics. Empty when the key is empty or the run is itself a rule."""
+    names = list((result.get("config") or {}).get("reference_rules") or [])
+    if result.get("model") in names:
+        return []
+    quiet = {**dict(overrides or {}), "state": "WARNING", "show_progress": False}
+    return [run(name, result["dataset"], config_files, quiet, saved=False) for name in names]
+
+
+def format_reference_table(result: dict, references: list[dict], metrics=("ndcg@10", "hit@10")) -> str:
+    """Test metrics of ``result`` and of each reference rule's run, one line per model."""
+    if not references:
+        return ""
+    width = max(len(r["model"]) for r in [result, *references]) + 2
+    lines = [f"reference rules on the same split (they train nothing; test metrics):",
+             f"{'model':<{width}}" + "".join(f"{m:>10}" for m in metrics)]
+    for r in [*references, result]:
+        lines.append(f"{r['model']:<{width}}" + "".join(f"{r['test_result'].get(m, float('nan')):>10.4f}"
+                                                        for m in metrics))
+    return "\n".join(lines)
+
+
 def format_result_table(result: dict) -> str:
     """The final table: one row per metric, best-validation and test columns."""
     valid, test = result["best_valid_result"], result["test_result"]

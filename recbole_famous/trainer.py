@@ -13,6 +13,10 @@
   parameters are never updated with it, so the last checkpoint stays the last good one.
 - Distributed mode: RecBole's patches for it are in ``compat`` (fix 10: DistributedDataParallel without
   ``device_ids`` on CPU; fix 11: metrics reduced over processes weighted by users, not batches).
+- Models that train nothing (``model.rules.is_one_pass``: the plugin's reference rules, RecBole's traditional Pop
+  and ItemKNN) take one pass over the training split, as RecBole's ``TraditionalTrainer`` runs them: one epoch
+  whatever ``epochs`` says, no optimiser step; a rule's ``fit_pass`` reads the split once, RecBole's models count in
+  ``calculate_loss`` batch by batch.
 - ``TrainingInterrupted`` and ``NonFiniteLoss`` live in ``recbole_famous.errors`` (re-exported here).
 """
 
@@ -32,6 +36,7 @@ from recbole.trainer import Trainer as _RecBoleTrainer
 from recbole_famous import checkpoint as ckpt_mod
 from recbole_famous import compat
 from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted
+from recbole_famous.model.rules import is_one_pass
 
 __all__ = ["NonFiniteLoss", "Trainer", "TrainingInterrupted", "rng_state", "set_rng_state"]
 
@@ -102,11 +107,35 @@ def set_rng_state(state: dict, train_data=None) -> None:
         generator.set_state(state["loader"])
 
 
+class _NoOptimizer:
+    """The optimiser of a model without parameters (a reference rule): nothing to step, nothing to save."""
+
+    param_groups: list = []
+
+    def zero_grad(self, set_to_none=True):
+        pass
+
+    def step(self, closure=None):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+    def register_step_pre_hook(self, hook):
+        pass
+
+
 class Trainer(compat.UserWeightedEvaluation, _RecBoleTrainer):
     def __init__(self, config, model, output_dir: str, saved_model_file: str | None = None, meta: dict | None = None):
         compat.make_checkpoint_dir(config)  # before RecBole's racy ensure_dir (compat fix 9)
         with compat.tensorboard_in(output_dir), compat.cpu_ddp(config):  # compat fixes 6 and 10
             super().__init__(config, model)
+        self.one_pass = is_one_pass(model)
+        if self.one_pass:  # RecBole's TraditionalTrainer: one epoch whatever the config says
+            self.epochs = self.eval_step = 1
         self.epoch_seconds: list[float] = []
         if saved_model_file:
             self.saved_model_file = saved_model_file
@@ -155,8 +184,33 @@ class Trainer(compat.UserWeightedEvaluation, _RecBoleTrainer):
         self.finished = True
         return result
 
+    def _build_optimizer(self, **kwargs):
+        if not any(p.requires_grad for p in self.model.parameters()):
+            return _NoOptimizer()
+        return super()._build_optimizer(**kwargs)
+
+    def _one_pass(self, train_data) -> float:
+        """Fit a model that trains nothing: its ``fit_pass`` over the training split, or RecBole's way (its
+        ``calculate_loss`` on every batch, which counts; no backward, no step)."""
+        fit_pass = getattr(self.model, "fit_pass", None)
+        self.model.train()
+        if fit_pass is not None:
+            fit_pass(train_data._dataset)
+            return 0.0
+        with torch.no_grad():
+            for interaction in train_data:
+                self.model.calculate_loss(interaction.to(self.device))
+        return 0.0
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
+        if self.one_pass:
+            self._epoch, self._batch = epoch_idx, 0
+            loss = self._one_pass(train_data)
+            self.epoch_seconds.append(time.perf_counter() - start)
+            self.train_loss[epoch_idx] = loss
+            self.epochs_done = epoch_idx + 1
+            return loss
         inner = loss_func or self.model.calculate_loss
         self._epoch, self._batch = epoch_idx, 0
 

@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from recbole_famous import pipeline
+
 FILTERS = ("LPF", "HPF", "BPF", "BSF", "APF")
 
 
@@ -88,7 +90,7 @@ def gt_rank(scores: torch.Tensor, history_index, target: torch.Tensor) -> torch.
 def test_batches(loaded):
     """(model in eval mode, test interaction, history index) per test batch of a loaded run."""
     model = loaded.model.eval()
-    device = next(model.parameters()).device
+    device = pipeline.model_device(model)
     for batch in loaded.test_data:
         interaction, history_index = batch[0].to(device), batch[1]
         yield model, interaction, history_index

@@ -19,6 +19,8 @@ import time
 
 import torch
 
+from recbole_famous import pipeline
+
 
 def count_params(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -73,7 +75,7 @@ def time_full_ranking(model, eval_data, max_users: int | None = None, topk: int 
     model.eval()
     if hasattr(model, "reset_expert_usage"):
         model.reset_expert_usage()
-    device = next(model.parameters()).device
+    device = pipeline.model_device(model)
     batches = iter(eval_data)
     first = next(batches, None)
     if first is None:

@@ -25,6 +25,7 @@ import math
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_famous import pipeline
 from recbole_famous.bench.analysis import hr_ndcg
 from recbole_famous.bench.synth import forcing, user_ranks
 
@@ -36,7 +37,7 @@ def probe_ranks(model, data, force=None, back: int = 1) -> dict:
     history masked, as RecBole masks the history."""
     dataset = data._dataset
     uid = dataset.uid_field
-    device = next(model.parameters()).device
+    device = pipeline.model_device(model)
     out = {}
     with forcing(model, force):
         for batch in data:

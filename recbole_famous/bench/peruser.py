@@ -22,6 +22,8 @@ import os
 import numpy as np
 import torch
 
+from recbole_famous import pipeline
+
 METRICS = ("ndcg", "hit")  # RecBole's metric classes (NDCG, Hit) whose per-user values are kept
 TOLERANCE = 1e-4  # recorded metrics are rounded to 4 decimals (metric_decimal_place): at most 5e-5 off, plus float
 
@@ -45,7 +47,7 @@ def per_user(loaded, split: str = "test") -> dict:
         raise UsageError(f"per-user metrics need full-ranking evaluation (eval_args mode full), got {type(data).__name__}")
     topk = list(config["topk"])
     classes = {"ndcg": NDCG(config), "hit": Hit(config)}
-    device = next(model.parameters()).device
+    device = pipeline.model_device(model)
     n_items = data._dataset.item_num
     users, rows = [], []
     for interaction, history_index, positive_u, positive_i in data:

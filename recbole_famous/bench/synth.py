@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
+from recbole_famous import pipeline
 from recbole_famous.bench.analysis import gt_rank, hr_ndcg
 
 
@@ -40,7 +41,7 @@ def user_ranks(model, data, force=None):
     """``{user token: (rank, chosen expert or None)}`` over ``data`` (a full-ranking eval dataloader)."""
     dataset = data._dataset
     uid = dataset.uid_field
-    device = next(model.parameters()).device
+    device = pipeline.model_device(model)
     out = {}
     with forcing(model, force):
         for batch in data:

@@ -15,3 +15,4 @@ from recbole_famous.model.baselines.crocodile import Crocodile  # noqa: E402,F40
 from recbole_famous.model.baselines.emkd import EMKD  # noqa: E402,F401
 from recbole_famous.model.baselines.fmlprec import FMLPRec  # noqa: E402,F401
 from recbole_famous.model.baselines.mamba4rec import Mamba4Rec  # noqa: E402,F401
+from recbole_famous.model.rules import ItemCoOccurrence, ItemTransition, Pop, RecentItems  # noqa: E402,F401
