@@ -158,7 +158,7 @@ def test_worker_resumes_from_a_killed_attempts_checkpoint(tmp_path):
     (tmp_path / "SASRec-x.resume.pth").write_bytes(b"state")
     calls = []
 
-    def run(model, dataset, overrides=None, saved=True, resume=None):
+    def run(model, dataset, overrides=None, saved=True, resume=None, epoch_callback=None):
         calls.append(resume)
         return {"ok": True}
 
@@ -244,3 +244,32 @@ def test_the_store_comes_from_the_environment_and_runs_resume_from_it(tmp_path, 
     assert calls == ["SASRec1", "GRU4Rec1", "SASRec2", "SASRec3"] and counts["finished_before"] == 2
     monkeypatch.setenv(runs.STORE_ENV, "  ")
     assert runs.default_out() == os.path.join("results", "bench")
+
+
+def test_cpu_and_wall_seconds_sum_over_the_processes_of_a_run_resumed_twice(tmp_path):
+    """Each process of a run records its totals after every validated epoch; a process killed after its last
+    checkpoint still counts up to it, and the finishing process adds what the earlier ones spent."""
+    from recbole_famous.bench.worker import Attempts
+
+    folder = str(tmp_path / "ckpt")
+    ticks = {"t": 0.0}
+
+    def clock():
+        return ticks["t"]
+
+    first = Attempts(folder, clock=clock, cpu=clock)
+    first.fresh()
+    for epoch in range(3):  # 3 epochs of 10 s, then killed 4 s into the fourth
+        ticks["t"] += 10.0
+        first.epoch(epoch + 1)
+    ticks["t"] += 4.0
+    second = Attempts(folder, clock=clock, cpu=clock)  # resumes from epoch 3
+    assert second.earlier() == {"processes": 1, "cpu_seconds": 30.0, "wall_seconds": 30.0}
+    for epoch in range(3, 5):
+        ticks["t"] += 20.0
+        second.epoch(epoch + 1)
+    third = Attempts(folder, clock=clock, cpu=clock)  # killed before its first epoch ended: resumes from epoch 5
+    assert third.earlier() == {"processes": 2, "cpu_seconds": 70.0, "wall_seconds": 70.0}
+    again = Attempts(folder, clock=clock, cpu=clock)
+    again.fresh()  # a run that starts over forgets them
+    assert again.earlier()["processes"] == 0 and Attempts(folder).earlier()["processes"] == 0

@@ -12,9 +12,10 @@ import pytest
 from recbole_famous.bench import table
 
 
-def _rec(model, seed, ndcg10, hr10=0.1, dataset="Instruments", variant=""):
+def _rec(model, seed, ndcg10, hr10=0.1, dataset="Instruments", variant="", valid=None):
     return {"spec": {"model": model, "dataset": dataset, "seed": seed, "variant": variant},
             "metrics": {"hit@5": hr10 / 2, "hit@10": hr10, "ndcg@5": ndcg10 / 2, "ndcg@10": ndcg10},
+            "valid_metrics": {"ndcg@10": ndcg10 if valid is None else valid},
             "efficiency": {"params_total": 1000, "params_active": 400.0 if model == "FamouSRec" else 1000,
                            "train_seconds_per_epoch": 10.0, "infer_ms_per_1k_users": 5.0, "peak_rss_mb": 500.0},
             "result": {"epochs_run": 2, "best_epoch": 1},
@@ -54,7 +55,7 @@ def test_markdown_marks_cells_and_names_profile():
     assert "Budget profile **`cpu`**: 2 epochs" in md
     line = next(l for l in md.splitlines() if l.startswith("| NDCG@10 |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells == ["NDCG@10", "<u>0.0650 ± 0.0071</u>", "0.0500", "**0.0780 ± 0.0020**", "+20.0% vs SASRec"]
+    assert cells == ["NDCG@10", "<u>0.0650 ± 0.0071</u>", "0.0500", "**0.0780 ± 0.0020**", "+20.0% vs SASRec", "–"]
     arts = md.split("### Arts")[1]
     assert "-10.0% vs SASRec" in arts and "**0.0300**" in arts
     assert "| params (active / user) | 1,000 | 1,000 | 400 |" in md
@@ -98,7 +99,8 @@ def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
     argv = ["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs, "--models", "SASRec"]
     assert cli.main(argv) == 0
     md = open(os.path.join(docs, "p", "table2.md")).read()
-    assert "| metric | SASRec | FamouSRec | Improv. |" in md and "+20.0% vs SASRec" in md
+    assert "| metric | SASRec | FamouSRec | FamouSRec vs best learned | FamouSRec vs best rule |" in md
+    assert "+20.0% vs SASRec" in md
     (other,) = plan.plan(profile, ["SASRec"], ["Arts"])
     path = runs.record_path(out, other)
     os.makedirs(os.path.dirname(path))
@@ -145,3 +147,35 @@ def test_a_table_with_some_models_or_seeds_gone_is_kept(tmp_path):
     assert open(os.path.join(out, "table2.md")).read() == before
     stem, lost = table.stem_keeping(out, emkd)  # table2_Instruments holds SASRec x2 now: it would lose them
     assert stem is None and "Instruments SASRec (2 there, 0 here)" in lost
+
+
+def test_best_learned_and_best_rule_are_chosen_on_validation():
+    """Two columns, each against the model best on validation, not on test: a baseline that is best on test but
+    not on validation is not the one compared with; the rules are compared with separately."""
+    records = [
+        _rec("SASRec", 1, 0.070, valid=0.050),        # best on test, not on validation
+        _rec("GRU4Rec", 1, 0.060, valid=0.055),       # best learned on validation
+        _rec("ItemTransition", 1, 0.075, valid=0.070),  # best rule on validation, and above ours on test
+        _rec("Pop", 1, 0.090, valid=0.010),           # best on test, worst rule on validation
+        _rec("FamouSRec", 1, 0.072, valid=0.060),
+    ]
+    rows = table.quality_rows(records, order=["Pop", "ItemTransition", "SASRec", "GRU4Rec", "FamouSRec"])
+    ours = next(r for r in rows if r["model"] == "FamouSRec" and r["metric"] == "NDCG@10")
+    assert ours["best_baseline"] == "GRU4Rec" and ours["improvement_pct"] == pytest.approx(20.0)
+    assert ours["best_rule"] == "ItemTransition" and ours["improvement_over_rule_pct"] == pytest.approx(-4.0)
+    md = table.markdown(records, "cpu", order=["Pop", "ItemTransition", "SASRec", "GRU4Rec", "FamouSRec"])
+    line = next(l for l in md.splitlines() if l.startswith("| NDCG@10 |"))
+    assert line.rstrip().endswith("| +20.0% vs GRU4Rec | -4.0% vs ItemTransition |")
+    assert table.is_reference("ItemCoOccurrence") and table.is_reference("Pop[x]") and not table.is_reference("SASRec")
+
+
+def test_a_resumed_run_without_process_sums_is_marked():
+    old = _rec("SASRec", 1, 0.06)
+    old["efficiency"]["cpu_seconds_run"] = 449.0
+    old["result"]["resumed_from"] = "saved/x.resume.pth"
+    new = _rec("FamouSRec", 1, 0.07)
+    new["efficiency"].update(cpu_seconds_run=5000.0, processes=3)
+    new["result"]["resumed_from"] = "saved/y.resume.pth"
+    assert table.last_process_only(old) and not table.last_process_only(new)
+    md = table.markdown([old, new], "converged")
+    assert "| CPU s, whole run | 449 ‡ | 5,000 |" in md and "count only its last process" in md

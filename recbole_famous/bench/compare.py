@@ -6,13 +6,15 @@ Per dataset:
 * **Table 2**: test HR@5/10, NDCG@5/10 per model, mean ± sample std over its finished seeds (no ± with one); a
   model with no finished run is listed with its state (pending, running, failed). The **best baseline** is the
   model other than ours with the highest *validation* NDCG@10 (mean over its finished seeds): chosen on
-  validation, never on test. The last column is ours over that baseline, ``(ours - base) / base``, per metric.
+  validation, never on test; the **best rule** is chosen the same way among the no-training reference models
+  (``table.REFERENCE_MODELS``). The last two columns are ours over each, ``(ours - other) / other``, per metric.
 * **Paired test over test users**: per-user test NDCG@10 of ours against the best baseline on the same seed
   (every seed both have finished), from the trained checkpoints (``peruser.py``, RecBole's own full-ranking
   metric per user, checked to average to the recorded test NDCG@10), users paired by id. Two-sided Wilcoxon
   signed-rank (``scipy.stats.wilcoxon``: users with equal values dropped, normal approximation when there are
   ties) and paired t test (``scipy.stats.ttest_rel``). When ours or the baseline has no finished run, the p cell
-  says so.
+  says so. The same test against the best rule: a rule does not depend on the seed, so each seed of ours is paired
+  with the rule's one run.
 * **Learning curves**: validation NDCG@10 (the runs' ``valid_metric``) after every epoch, one line per model:
   its first seed in the profile's order (other seeds are in ``curves.csv``), from the record's
   ``result.valid_scores``, or for a run still going from its resume checkpoint's metadata (``valid_scores``
@@ -35,7 +37,8 @@ from collections import OrderedDict
 import numpy as np
 
 from recbole_famous.bench import patience, peruser, plots, runs
-from recbole_famous.bench.table import METRICS, brief, mean_std, ranks, runs_dropped, to_csv, write_texts
+from recbole_famous.bench.table import (METRICS, brief, is_reference, mean_std, ranks, runs_dropped, to_csv,
+                                        write_texts)
 from recbole_famous.errors import UsageError
 
 SELECT = "ndcg@10"  # the validation metric that picks the best baseline
@@ -118,11 +121,12 @@ def _missing(model_entries) -> str:
     return "(" + " / ".join(sorted({e["state"] for e in model_entries})) + ")"
 
 
-def best_baseline(models: dict, ours: str, metric: str = SELECT) -> tuple:
-    """``(label, mean validation metric)`` of the finished model other than ``ours`` best on validation."""
+def best_baseline(models: dict, ours: str, metric: str = SELECT, reference: bool = False) -> tuple:
+    """``(label, mean validation metric)`` of the finished model other than ``ours`` best on validation, among the
+    learned models, or with ``reference=True`` among the no-training reference rules."""
     best, score = None, -math.inf
     for label, model_entries in models.items():
-        if label == ours:
+        if label == ours or is_reference(label) != reference:
             continue
         mean, _ = mean_std([r.get("valid_metrics", {}).get(metric) for r in _finished(model_entries)])
         if not math.isnan(mean) and mean > score:
@@ -141,6 +145,8 @@ def significance(models: dict, ours: str, baseline, out_dir: str, cache_dir=None
     if baseline is None:
         return {"rows": [], "note": "no baseline finished yet", "failed": False}
     base_runs = {e["spec"].seed: e for e in models[baseline] if e["record"] is not None}
+    if is_reference(baseline) and base_runs:  # a rule does not depend on the seed: its one run stands for all
+        base_runs = {seed: next(iter(base_runs.values())) for seed in ours_runs}
     seeds = sorted(set(ours_runs) & set(base_runs))
     if not seeds:
         return {"rows": [], "note": f"no seed finished by both {ours} (seeds {sorted(ours_runs)}) and {baseline} "
@@ -232,26 +238,36 @@ def _hours(seconds) -> str:
     return "–" if not seconds else f"{seconds / 3600:.2f}"
 
 
-def _table2(ds, models, ours, base) -> tuple:
-    """Table 2's Markdown rows (without the p row) and its long-form CSV rows."""
+def _gain(stats, ours, other) -> float:
+    if ours in stats and other in stats and stats[other][0] > 0:
+        return 100.0 * (stats[ours][0] - stats[other][0]) / stats[other][0]
+    return math.nan
+
+
+def _gain_text(pct, other) -> str:
+    return "–" if math.isnan(pct) else f"{pct:+.1f}% vs {other}"
+
+
+def _table2(ds, models, ours, base, rule=None) -> tuple:
+    """Table 2's Markdown rows (without the p rows) and its long-form CSV rows."""
     names = list(models)
-    lines = ["| metric | " + " | ".join(names) + f" | {ours} vs best baseline |", "|---|" + "---:|" * (len(names) + 1)]
+    lines = ["| metric | " + " | ".join(names) + f" | {ours} vs best baseline | {ours} vs best rule |",
+             "|---|" + "---:|" * (len(names) + 2)]
     rows = []
     for key, label in METRICS + (("valid:" + SELECT, "NDCG@10 (validation)"),):
         source, k = ("valid_metrics", SELECT) if key.startswith("valid:") else ("metrics", key)
         stats = _stats(models, k, source)
         marks = ranks({m: s[0] for m, s in stats.items()})
         cells = [_cell(*stats[m], marks.get(m)) if m in stats else _missing(models[m]) for m in names]
-        imp = math.nan
-        if ours in stats and base in stats and stats[base][0] > 0:
-            imp = 100.0 * (stats[ours][0] - stats[base][0]) / stats[base][0]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'–' if math.isnan(imp) else f'{imp:+.1f}% vs {base}'} |")
+        imp, imp_rule = _gain(stats, ours, base), _gain(stats, ours, rule)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_gain_text(imp, base)} | {_gain_text(imp_rule, rule)} |")
         for m in names:
             mean, std = stats.get(m, (math.nan, math.nan))
             rows.append({"dataset": ds, "model": m, "metric": label, "split": "test" if source == "metrics" else "valid",
                          "mean": mean, "std": std, "n_finished": len(_finished(models[m])), "n_planned": len(models[m]),
                          "mark": {1: "best", 2: "second"}.get(marks.get(m), ""), "best_baseline": base or "",
-                         "improvement_pct": imp if m == ours and not math.isnan(imp) else ""})
+                         "improvement_pct": imp if m == ours and not math.isnan(imp) else "", "best_rule": rule or "",
+                         "improvement_over_rule_pct": imp_rule if m == ours and not math.isnan(imp_rule) else ""})
     return lines, rows
 
 
@@ -340,7 +356,9 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
     """Markdown lines, CSV rows and written files of one dataset."""
     names = list(models)
     base, base_valid = best_baseline(models, ours)
+    rule, rule_valid = best_baseline(models, ours, reference=True)
     sig = significance(models, ours, base, out_dir, cache_dir, echo)
+    sig_rule = significance(models, ours, rule, out_dir, cache_dir, echo) if rule else None
     lines = [f"## {ds}", "", "Runs: " + "; ".join(f"{m} {_state_text(models[m])}" for m in names) + ".", ""]
     if base:
         waiting = [m for m in names if m != ours and len(_finished(models[m])) < len(models[m])]
@@ -349,19 +367,27 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
                                           "seeds finished; the choice may change)" if waiting else "") + ".", ""]
     else:
         lines += ["Best baseline: none finished yet.", ""]
-    table_lines, quality = _table2(ds, models, ours, base)
+    if rule:
+        lines += [f"Best reference rule (trains nothing), chosen by **validation** NDCG@10: **{rule}** "
+                  f"({rule_valid:.4f}).", ""]
+    table_lines, quality = _table2(ds, models, ours, base, rule)
     lines += table_lines
-    lines += ["| p, paired over test users (NDCG@10) | " + " | ".join("" for _ in names) + f" | {sig['note']} |", ""]
+    lines += ["| p, paired over test users (NDCG@10) | " + " | ".join("" for _ in names) + f" | {sig['note']} | "
+              f"{sig_rule['note'] if sig_rule else '–'} |", ""]
     lines += _significance_lines(ds, ours, base, sig)
     sig_rows = [{"dataset": ds, "ours": ours, "baseline": base, **r} for r in sig["rows"]] or [
         {"dataset": ds, "ours": ours, "baseline": base or "", "note": sig["note"]}]
+    if sig_rule:
+        lines += _significance_lines(ds, ours, rule, sig_rule)
+        sig_rows += [{"dataset": ds, "ours": ours, "baseline": rule, **r} for r in sig_rule["rows"]] or [
+            {"dataset": ds, "ours": ours, "baseline": rule, "note": sig_rule["note"]}]
     cur = curves(models, out_dir)
     lines += _runs_lines(ds, models, cur)
     curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name, sfx)
     if trained_patience is not None:
         curve_lines += patience.markdown(ds, cur, int(trained_patience))
     return {"lines": lines + curve_lines, "quality": quality, "significance": sig_rows, "curves": curve_rows,
-            "files": files, "failed": sig.get("failed", False)}
+            "files": files, "failed": sig.get("failed", False) or bool(sig_rule and sig_rule.get("failed"))}
 
 
 def suffix(doc_dir: str, groups) -> str:

@@ -2,8 +2,10 @@
 
 Per dataset: one row per metric (HR@5, HR@10, NDCG@5, NDCG@10), one column per model, each cell the mean
 over seeds ± the sample standard deviation (ddof=1; no spread with one seed); the best mean is **bold**, the
-second best _underlined_ (``<u>``), and the last column is the improvement of the proposed model
-(FamouSRec) over the best other model: ``(ours - best) / best`` in percent, negative when it is behind.
+second best _underlined_ (``<u>``), and the last two columns are the improvement of the proposed model
+(FamouSRec), ``(ours - best) / best`` in percent, negative when it is behind: over the best learned baseline and over
+the best reference rule (``REFERENCE_MODELS``: models that train nothing), each chosen by **validation** NDCG@10
+(mean over its seeds), never by test.
 A second table gives the efficiency columns from the same runs. Every table names the budget profile.
 """
 
@@ -15,6 +17,10 @@ import math
 import os
 from collections import OrderedDict
 
+# The no-training reference models (recbole_famous/model/rules): every table has their rows, and ours is compared
+# with the best of them as well as with the best learned baseline.
+REFERENCE_MODELS = ("Pop", "RecentItems", "ItemTransition", "ItemCoOccurrence")
+SELECT = "ndcg@10"  # what chooses the best baseline and the best rule, on validation
 METRICS = (("hit@5", "HR@5"), ("hit@10", "HR@10"), ("ndcg@5", "NDCG@5"), ("ndcg@10", "NDCG@10"))
 EFFICIENCY = (
     ("params_total", "params (total)", "{:,.0f}"),
@@ -24,6 +30,16 @@ EFFICIENCY = (
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("cpu_seconds_run", "CPU s, whole run", "{:,.0f}"),
 )
+
+
+PER_PROCESS = ("cpu_seconds_run",)  # summed over a resumed run's processes only since efficiency.processes exists
+
+
+def last_process_only(record) -> bool:
+    """A resumed run whose record predates the per-process sums (``worker.Attempts``): its CPU and wall seconds
+    are those of its last process only."""
+    resumed = bool((record.get("result") or {}).get("resumed_from"))
+    return resumed and "processes" not in (record.get("efficiency") or {})
 
 
 def mean_std(values) -> tuple:
@@ -69,15 +85,26 @@ def ranks(means: dict) -> dict:
     return out
 
 
-def improvement(means: dict, ours: str) -> tuple:
-    """``(percent, best_baseline_label)``: ours over the best other model; ``(nan, None)`` if not computable."""
-    others = {m: v for m, v in means.items() if m != ours and not math.isnan(v)}
-    if ours not in means or math.isnan(means[ours]) or not others:
-        return float("nan"), None
-    best = max(others, key=others.get)
-    if others[best] == 0:
-        return float("nan"), best
-    return 100.0 * (means[ours] - others[best]) / others[best], best
+def is_reference(label_or_model: str) -> bool:
+    """True for a reference rule (a table label may carry a variant: ``Model[variant]``)."""
+    return label_or_model.split("[", 1)[0] in REFERENCE_MODELS
+
+
+def chosen_on_validation(models: dict, ours: str, reference: bool) -> str | None:
+    """The label, other than ``ours``, with the best mean validation NDCG@10 among the learned models
+    (``reference=False``) or the reference rules (``reference=True``); None if there is none."""
+    scores = {m: mean_std([r.get("valid_metrics", {}).get(SELECT) for r in runs])[0] for m, runs in models.items()
+              if m != ours and is_reference(m) == reference}
+    scores = {m: v for m, v in scores.items() if not math.isnan(v)}
+    return max(scores, key=scores.get) if scores else None
+
+
+def gain(means: dict, ours: str, other: str | None) -> float:
+    """``(ours - other) / other`` in percent; NaN when either is missing or ``other`` is 0."""
+    if other is None or ours not in means or other not in means:
+        return float("nan")
+    a, b = means[ours], means[other]
+    return float("nan") if math.isnan(a) or math.isnan(b) or b == 0 else 100.0 * (a - b) / b
 
 
 def _cell(mean, std, rank, digits=4) -> str:
@@ -91,47 +118,64 @@ def quality_rows(records, ours="FamouSRec", order=None) -> list:
     """Long rows: dataset, model, metric, mean, std, n_seeds, mark (best/second), improvement_pct, best_baseline."""
     rows = []
     for ds, models in group(records, order).items():
+        base, rule = chosen_on_validation(models, ours, False), chosen_on_validation(models, ours, True)
         for key, name in METRICS:
             stats = {m: summarize(runs, key) for m, runs in models.items()}
             marks = ranks({m: s[0] for m, s in stats.items()})
-            imp, best = improvement({m: s[0] for m, s in stats.items()}, ours)
+            means = {m: s[0] for m, s in stats.items()}
+            imp, imp_rule = gain(means, ours, base), gain(means, ours, rule)
             for m, (mean, std) in stats.items():
                 rows.append({"dataset": ds, "model": m, "metric": name, "mean": mean, "std": std,
                              "n_seeds": len(models[m]), "mark": {1: "best", 2: "second"}.get(marks.get(m), ""),
-                             "improvement_pct": imp if m == ours else "", "best_baseline": best or ""})
+                             "improvement_pct": imp if m == ours and not math.isnan(imp) else "",
+                             "best_baseline": base or "",
+                             "improvement_over_rule_pct": imp_rule if m == ours and not math.isnan(imp_rule) else "",
+                             "best_rule": rule or ""})
     return rows
+
+
+def _gain_cell(pct: float, other: str | None) -> str:
+    return "–" if math.isnan(pct) else f"{pct:+.1f}% vs {other}"
 
 
 def markdown(records, profile_name: str, profile_description: str = "", ours="FamouSRec", order=None) -> str:
     lines = [f"Budget profile **`{profile_name}`**" + (f": {profile_description}" if profile_description else "")
              + ". Test-set metrics, full ranking over all items; mean ± sample std over seeds "
              "(no ± with one seed); **bold** best, <u>underlined</u> second best; "
-             f"Improv. = {ours} over the best other model.", ""]
+             f"the last two columns: {ours} over the best learned baseline and over the best reference rule (a model "
+             "that trains nothing: " + ", ".join(REFERENCE_MODELS) + "), each chosen by validation NDCG@10.", ""]
     for ds, models in group(records, order).items():
         names = list(models)
         seeds = ", ".join(f"{m} {len(models[m])}" for m in names)
+        base, rule = chosen_on_validation(models, ours, False), chosen_on_validation(models, ours, True)
         lines += [f"### {ds}", "", f"Seeds per model: {seeds}.", "",
-                  "| metric | " + " | ".join(names) + " | Improv. |",
-                  "|---|" + "---:|" * (len(names) + 1)]
+                  "| metric | " + " | ".join(names) + f" | {ours} vs best learned | {ours} vs best rule |",
+                  "|---|" + "---:|" * (len(names) + 2)]
         for key, name in METRICS:
             stats = {m: summarize(models[m], key) for m in names}
             marks = ranks({m: s[0] for m, s in stats.items()})
-            imp, best = improvement({m: s[0] for m, s in stats.items()}, ours)
-            imp_text = "–" if math.isnan(imp) else f"{imp:+.1f}% vs {best}"
+            means = {m: s[0] for m, s in stats.items()}
             lines.append(f"| {name} | " + " | ".join(_cell(*stats[m], marks.get(m)) for m in names)
-                         + f" | {imp_text} |")
+                         + f" | {_gain_cell(gain(means, ours, base), base)} | {_gain_cell(gain(means, ours, rule), rule)} |")
         lines += ["", "| efficiency | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        partial = False
         for key, name, fmt in EFFICIENCY:
             cells = []
             for m in names:
                 mean, _ = mean_std([r["efficiency"].get(key) for r in models[m]])
-                cells.append("–" if math.isnan(mean) else fmt.format(mean))
+                cell = "–" if math.isnan(mean) else fmt.format(mean)
+                if key in PER_PROCESS and cell != "–" and any(last_process_only(r) for r in models[m]):
+                    cell, partial = cell + " ‡", True
+                cells.append(cell)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         epochs = [f"{mean_std([r['result']['epochs_run'] for r in models[m]])[0]:.0f}" for m in names]
         best_ep = [f"{mean_std([r['result']['best_epoch'] for r in models[m]])[0]:.1f}" for m in names]
         lines.append("| epochs run | " + " | ".join(epochs) + " |")
         lines.append("| best epoch (0-based) | " + " | ".join(best_ep) + " |")
         lines.append("")
+        if partial:
+            lines += ["‡ a resumed run recorded before processes were summed: its CPU seconds count only its last "
+                      "process (a lower bound; train s / epoch is whole).", ""]
     machines = sorted({f"{r['machine']['cpus']} CPUs, torch threads {r['machine']['torch_threads']}, "
                        f"{r['machine']['device']}" for r in records if r.get("machine")})
     if machines:

@@ -5,6 +5,11 @@ rebuilds the model from its best checkpoint and measures efficiency (``efficienc
 this process's max resident set size (``resource.getrusage``): one process per run, so it is the run's own
 peak (training and evaluation), not the benchmark's. The result JSON is written atomically, and only when
 the run has finished: a run killed half-way leaves no JSON, and ``runs.py`` reruns it on resume.
+
+A run resumed from an earlier attempt's checkpoint took several processes. Each process keeps its CPU and wall
+seconds up to its last validated epoch in ``attempts.json`` in the run's checkpoint folder (``Attempts``), so the
+record's ``cpu_seconds_run``, ``wall_seconds_run`` and ``wall_seconds`` sum every process whose epochs the run kept
+(``efficiency.processes`` counts them); training seconds per epoch come from the checkpoint's own epoch times.
 """
 
 from __future__ import annotations
@@ -66,18 +71,59 @@ def resume_point(checkpoint_dir: str) -> str | None:
     return max(files, key=os.path.getmtime) if files else None
 
 
-def _run_or_resume(run, spec, overrides, checkpoint_dir):
+class Attempts:
+    """The processes of one run, in ``<checkpoint_dir>/attempts.json``: ``[{"id", "cpu_seconds", "wall_seconds",
+    "epochs"}]``. ``epoch(done)`` records this process's totals after each validated epoch (written atomically), so a
+    process killed later still counts up to the epoch its successor resumes from. ``fresh()`` forgets the earlier
+    processes (the run starts over); ``earlier()`` is what they spent."""
+
+    FILE = "attempts.json"
+
+    def __init__(self, checkpoint_dir: str, clock=time.perf_counter, cpu=_cpu_seconds):
+        self.path = os.path.join(checkpoint_dir, self.FILE)
+        self.clock, self.cpu = clock, cpu
+        self.start, self.cpu_start = clock(), cpu()
+        self.id = f"{os.getpid()}-{datetime.datetime.now(datetime.timezone.utc).isoformat()}"
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                self.before = [a for a in json.load(f) if a.get("id") != self.id]
+        except (OSError, ValueError):
+            self.before = []
+
+    def fresh(self) -> None:
+        self.before = []
+        self._write([])
+
+    def epoch(self, done: int) -> None:
+        mine = {"id": self.id, "cpu_seconds": self.cpu() - self.cpu_start, "wall_seconds": self.clock() - self.start,
+                "epochs": done}
+        self._write(self.before + [mine])
+
+    def earlier(self) -> dict:
+        return {"processes": len(self.before), "cpu_seconds": sum(a["cpu_seconds"] for a in self.before),
+                "wall_seconds": sum(a["wall_seconds"] for a in self.before)}
+
+    def _write(self, attempts) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        _write_json(self.path, attempts)
+
+
+def _run_or_resume(run, spec, overrides, checkpoint_dir, attempts: Attempts | None = None):
     """``run`` (``runner.run``), continued from a killed attempt's last validated epoch when there is one."""
     from recbole_famous.errors import UsageError
 
+    callback = (lambda epoch, score: attempts.epoch(epoch + 1)) if attempts is not None else None
     point = resume_point(checkpoint_dir)
     if point:
         print(f"resuming from {point}", flush=True)
         try:
-            return run(spec["model"], spec["dataset"], overrides=overrides, saved=True, resume=point)
+            return run(spec["model"], spec["dataset"], overrides=overrides, saved=True, resume=point,
+                       epoch_callback=callback)
         except UsageError as exc:  # e.g. an incompatible checkpoint: start the run afresh
             print(f"cannot resume ({exc}); starting afresh", flush=True)
-    return run(spec["model"], spec["dataset"], overrides=overrides, saved=True)
+    if attempts is not None:
+        attempts.fresh()  # what earlier processes did is not part of this run
+    return run(spec["model"], spec["dataset"], overrides=overrides, saved=True, epoch_callback=callback)
 
 
 def execute(job: dict) -> dict:
@@ -94,8 +140,10 @@ def execute(job: dict) -> dict:
     rss_start = _rss_mb()
     overrides = {**spec["overrides"], **paths, "show_progress": False}
     t0 = time.perf_counter()
-    result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"])
+    attempts = Attempts(paths["checkpoint_dir"])
+    result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"], attempts)
     rss_train, cpu_run = _rss_mb(), _cpu_seconds()
+    earlier = attempts.earlier()
     record = {"spec": spec, "paths": paths, "status": "finished", "result": result}
     loaded = trained.load_run(record)
     model = loaded.model
@@ -113,14 +161,17 @@ def execute(job: dict) -> dict:
         "rss_after_imports_mb": rss_start,
         # CPU seconds of this process for the whole runner.run (data, training, validation, test): with one torch
         # thread about the wall time the run would take on an idle core, whatever the machine's load was
-        "cpu_seconds_run": cpu_run,
-        "wall_seconds_run": result.get("data_seconds", 0) + result.get("fit_seconds", 0) + result.get("test_seconds", 0),
+        # CPU and wall seconds of the earlier processes of a resumed run (``Attempts``) are added
+        "cpu_seconds_run": cpu_run + earlier["cpu_seconds"],
+        "wall_seconds_run": result.get("data_seconds", 0) + result.get("fit_seconds", 0) + result.get("test_seconds", 0)
+        + earlier["wall_seconds"],
+        "processes": 1 + earlier["processes"],
     }
     record.update(
         metrics=result["test_result"], valid_metrics=result["best_valid_result"], efficiency=eff,
         expert_share=usage, machine=info, started=started.isoformat(timespec="seconds"),
         finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        wall_seconds=time.perf_counter() - t0,
+        wall_seconds=time.perf_counter() - t0 + earlier["wall_seconds"],
     )
     return record
 
