@@ -199,6 +199,35 @@ def test_online_retail_bad_rows(tmp_path, bad_row, words, capsys):
     assert f"{src}:4: " in err and words in err
 
 
+# ---------------------------------------------------------------- the raw IJCAI-15 log, CORE's recipe
+def test_ijcai15_log_follows_cores_recipe(tmp_path):
+    """CORE's dataset/preprocess.py on a small log: sessions above id 120000 skipped, one-item sessions dropped,
+    items seen fewer than 5 times removed, sessions sorted by the time of their last row and split 80/10/10,
+    valid/test sessions limited to items of the training sessions."""
+    rows = ["UserId\tSessionId\tItemId\tTime"]
+
+    def session(sid, items, t):
+        rows.extend(f"7\t{sid}\t{item}\t{t + k}" for k, item in enumerate(items))
+
+    for n in range(8):                       # 8 sessions with A, B (and C): frequent items, dates 100..800
+        session(n + 1, ["A", "B", "C"] if n % 2 else ["B", "A"], 100 * (n + 1))
+    session(9, ["A", "B", "X"], 900)         # X occurs once: removed; session kept (A, B)
+    session(10, ["C", "D", "E", "E", "E", "E", "E", "A"], 1000)  # test: D is rare; E (5 times) is in no train session
+    session(11, ["A"], 50)                   # one item: dropped
+    session(120001, ["A", "B"], 10)          # id above 120000: skipped
+    src = tmp_path / "dataset15.csv"
+    src.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    info = prepare("T", str(src), out=str(out), echo=None)
+    assert info["format"] == "ijcai15-log"
+    seqs = by_user(read_inter(out, "T"), read_map(out, "T"))
+    order = list(seqs)
+    assert order == [str(s) for s in range(1, 11)]  # by date; 11 and 120001 gone
+    assert seqs["9"] == ["A", "B"] and seqs["10"] == ["C", "A"] and seqs["2"] == ["A", "B", "C"]
+    # 10 sessions: 8 train, 1 valid, 1 test; item ids numbered from 1 in training order
+    assert read_map(out, "T") == {"1": "B", "2": "A", "3": "C"}
+
+
 # ---------------------------------------------------------------- one session a line
 def test_sessions_train_then_test_with_positions(tmp_path):
     src = tmp_path / "src"
@@ -310,7 +339,7 @@ def test_cli_subprocess_exit_code_and_stats(tmp_path):
                         cwd=REPO, capture_output=True, text=True)
     assert ok.returncode == 0 and "D as converted" in ok.stdout
     row = next(line for line in ok.stdout.splitlines() if line.startswith("D as converted"))
-    assert row.split()[3:] == ["2", "3", "5", "2.50", "16.67%"]
+    assert row.split()[3:] == ["2", "3", "5", "2.50", "16.67%", "3"]  # the paper counts 5 - 2 actions
     st = subprocess.run(cmd + ["stats", "D", "--out", str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True)
     assert st.returncode == 0 and "D after RecBole filter" in st.stdout
     bad = subprocess.run(cmd + ["prepare", "D", "--source", str(tmp_path / "missing")], cwd=REPO,
@@ -346,3 +375,19 @@ def test_ensure_prepared_says_how_to_fix(tmp_path, monkeypatch):
         ensure_prepared("Arts", str(tmp_path / "dataset"), str(tmp_path / "bad"))
     assert not (tmp_path / "dataset" / "Arts").exists()
     ensure_prepared("ml-100k", str(tmp_path / "dataset"), None)   # not ours: left to RecBole
+
+
+def test_stats_prints_actions_in_both_conventions(tmp_path, capsys):
+    """Table 1 as the paper counts actions (training rows: minus one per sequence) beside the true count; with no
+    name, every known dataset, the unprepared ones named."""
+    from recbole_famous.data.stats import Table1
+
+    assert Table1(16520, 3469, 519906).paper_actions == 503386  # OR: the paper's figure
+    out = tmp_path / "ds"
+    prepare("OR", str(_or_source(tmp_path)), out=str(out), echo=None)
+    assert main(["stats", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = next(l for l in text.splitlines() if l.startswith("OR as converted"))
+    assert line.split()[3:6] == ["12", "6", "74"] and line.split()[-1] == "62"
+    assert "Arts: " in text and "not prepared" in text and "#Actions as the paper counts" in text
+    assert main(["stats", "Arts", "--out", str(out)]) == 2  # one named and missing: an error

@@ -19,12 +19,13 @@ def _parser():
     prep.add_argument("--out", default="dataset", help="output folder (default: dataset)")
     prep.add_argument("--format", dest="fmt", default=None,
                       help="reader to use instead of sniffing: user-json, unisrec, online-retail, sessions, "
-                           "amazon-reviews")
+                           "ijcai15-log, amazon-reviews")
     prep.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="a reader option over props/dataset/NAME.yaml's (OR: invoice_order=file|shuffled, "
                            "invoice_order_seed=N)")
-    st = sub.add_parser("stats", help="Table-1 statistics of a prepared dataset")
-    st.add_argument("name")
+    st = sub.add_parser("stats", help="Table-1 statistics of prepared datasets, with #actions in both conventions "
+                                      "(true count, and the paper's: minus one per sequence)")
+    st.add_argument("names", nargs="*", metavar="NAME", help="datasets (default: the paper's five)")
     st.add_argument("--out", default="dataset", help="folder holding NAME/NAME.inter (default: dataset)")
     syn = sub.add_parser("synth", help="write a synthetic dataset of known behaviour types (recbole_famous.data.synth)")
     syn.add_argument("name")
@@ -56,6 +57,27 @@ def _synth(args):
              noise=args.noise, types=[t for t in args.types.split(",") if t], seed=args.seed,
              period_max=args.period_max, repeat_min=args.repeat_min, repeat_max=args.repeat_max,
              repeat_chain=args.repeat_chain)
+
+
+def _stats_all(names, out):
+    """Each named dataset's Table 1 (default: the paper's five); the unprepared ones are named at the end, and
+    the command fails only when none is prepared."""
+    from .prepare import KNOWN
+
+    missing = []
+    for name in names or KNOWN:
+        try:
+            _stats(name, out)
+        except SourceError as exc:
+            if names and len(names) == 1:
+                raise
+            missing.append(name)
+            print(f"{name}: {exc}")
+        print()
+    print("#Actions as the paper counts them (Table 1): the training rows of leave-one-out, one per interaction "
+          "after each sequence's first (actions minus sequences).")
+    if missing and len(missing) == len(names or KNOWN):
+        raise SourceError(out, "no dataset prepared")
 
 
 def _stats(name, out):
@@ -99,7 +121,7 @@ def main(argv=None):
         elif args.command == "synth":
             _synth(args)
         else:
-            _stats(args.name, args.out)
+            _stats_all(args.names, args.out)
     except (SourceError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
