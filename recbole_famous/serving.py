@@ -12,6 +12,12 @@ Command line (JSON out, one object per user; a summary of what was dropped or re
     python -m recbole_famous.serving --checkpoint=PATH --histories=histories.json --top_n=10
     python -m recbole_famous.serving --checkpoint=PATH --history="242 302 377"
     python run_recbole_famous.py recommend --checkpoint=PATH --histories=-        # JSON from stdin
+    python run_recbole_famous.py recommend --checkpoint=PATH --all-users --top_n=10 --out top10.csv
+
+``--all-users``: every user of the checkpoint's dataset, each from the whole history it has there (train, valid and
+test items, the last ``MAX_ITEM_LIST_LENGTH``), in one CSV: ``user_id, rank, item_id, original_id, score``
+(``original_id`` from the converter's ``<dataset>.item_map`` where there is one, else the item token). Progress on
+stderr; the file appears only when complete (``export_all_users``).
 
 ``histories``: a mapping ``user -> [item, ...]`` or a list of such lists, oldest item first, in the dataset's
 original ids (ASINs, StockCodes, ml-100k item ids; numbers are read as their text). Each answer::
@@ -168,6 +174,91 @@ def recommend(checkpoint, histories, top_n: int = 10, *, exclude_seen: bool = Tr
     return rec.recommend(histories, top_n=top_n, exclude_seen=exclude_seen)
 
 
+def _original_ids(config) -> dict:
+    """Item token -> original id (ASIN, StockCode) from the converter's ``<dataset>.item_map``; {} without one."""
+    import os
+
+    path = os.path.join(config["data_path"], f"{config['dataset']}.item_map")
+    try:
+        with open(path, encoding="utf-8") as f:
+            next(f)
+            return dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
+    except (OSError, StopIteration):
+        return {}
+
+
+def _whole_histories(model, inter):
+    """Each test row's history with its test item appended (the oldest dropped when the window is full)."""
+    import torch
+
+    seq, length = inter[model.ITEM_SEQ].clone(), inter[model.ITEM_SEQ_LEN].clone()
+    target, width = inter[model.ITEM_ID], seq.shape[1]
+    full = length >= width
+    seq[full] = torch.roll(seq[full], -1, dims=1)
+    rows = torch.arange(len(seq))
+    seq[rows, torch.where(full, width - 1, length)] = target
+    return seq, torch.where(full, length, length + 1)
+
+
+def export_all_users(checkpoint_path: str, out_path: str, top_n: int = 10, *, exclude_seen: bool = True,
+                     device=None, batch_size: int = 1024, echo=None) -> dict:
+    """Write every user's top-N (original ids) from a checkpoint into a CSV; returns counts. The dataset is loaded
+    (the users' histories are there); the file is written under a temporary name and moved into place at the end."""
+    import csv
+    import os
+
+    import torch
+    from recbole.data.interaction import Interaction
+
+    from recbole_famous import pipeline
+
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
+    overrides = {"state": "WARNING", "show_progress": False}
+    if device is not None:
+        overrides["use_gpu"] = str(device).startswith("cuda")
+    trained = pipeline.load_trained(checkpoint_path, overrides=overrides, use="eval", on_config=_sequential_only)
+    model, dataset = trained.model.eval(), trained.dataset
+    dev = torch.device(device) if device is not None else pipeline.model_device(model)
+    model.to(dev)
+    inter = trained.test_data._dataset.inter_feat
+    seq, length = _whole_histories(model, inter)
+    users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
+    tokens = dataset.field2id_token[dataset.iid_field]
+    original = _original_ids(trained.config)
+    k = min(top_n, len(tokens) - 1)
+    tmp = f"{out_path}.tmp{os.getpid()}"
+    total, done = len(seq), 0
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f, torch.no_grad():
+            writer = csv.writer(f)
+            writer.writerow(["user_id", "rank", "item_id", "original_id", "score"])
+            for start in range(0, total, batch_size):
+                s, n = seq[start:start + batch_size].to(dev), length[start:start + batch_size].to(dev)
+                batch = Interaction({model.ITEM_SEQ: s, model.ITEM_SEQ_LEN: n,
+                                     dataset.uid_field: inter[dataset.uid_field][start:start + batch_size].to(dev)})
+                scores = model.full_sort_predict(batch).view(len(s), -1).float().clone()
+                scores[:, 0] = -torch.inf
+                if exclude_seen:
+                    scores.scatter_(1, s, -torch.inf)
+                values, indices = scores.topk(k, dim=1)
+                for row in range(len(s)):
+                    user = users[start + row]
+                    for rank, (item, value) in enumerate(zip(indices[row].tolist(), values[row].tolist()), 1):
+                        if value == -torch.inf:
+                            break
+                        token = str(tokens[item])
+                        writer.writerow([user, rank, token, original.get(token, token), f"{value:.6g}"])
+                before, done = done, done + len(s)
+                if echo is not None and (done == total or 10 * done // total > 10 * before // total):
+                    echo(f"  {done:,} / {total:,} users")  # about every tenth
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return {"users": total, "top_n": k, "path": out_path}
+
+
 def summary(answers: list[dict]) -> str:
     """One line on what was dropped, truncated or replaced (the CLI prints it on stderr)."""
     unknown = sum(len(a["unknown_items"]) for a in answers)
@@ -213,7 +304,24 @@ def main(argv=None) -> int:
     parser.add_argument("--top_n", type=int, default=10)
     parser.add_argument("--include_seen", action="store_true", help="allow items already in the history")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the checkpoint's config)")
+    parser.add_argument("--all-users", "--all_users", dest="all_users", action="store_true",
+                        help="every user of the checkpoint's dataset, from the whole history it has there (CSV)")
+    parser.add_argument("--out", help="with --all-users: the CSV to write (user_id, rank, item_id, original_id, score)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.all_users:
+        try:
+            if not args.out or args.histories or args.history:
+                raise UsageError("--all-users writes a CSV: give --out=FILE.csv, and no --histories / --history")
+            counts = export_all_users(args.checkpoint, args.out, args.top_n, exclude_seen=not args.include_seen,
+                                      device=args.device, echo=lambda m: print(m, file=sys.stderr))
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
+            return 2
+        print(f"top {counts['top_n']} of {counts['users']:,} users written to {counts['path']}", file=sys.stderr)
+        return 0
     try:
         histories = _read_histories(args)
         answers = Recommender(args.checkpoint, device=args.device).recommend(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +137,31 @@ def test_a_rule_checkpoint_serves_without_the_data(tiny, tmp_path):
     (answer,) = rec.recommend([[tokens[a]]], top_n=3, exclude_seen=False)
     assert answer["items"][0] == top and answer["error"] is None
     assert not math.isnan(answer["scores"][0])
+
+
+def test_recommend_all_users_exports_every_users_top_k(tiny, tmp_path):
+    """`recommend --all-users --top_n=K --out FILE.csv`: every user's top-K in original ids, from the whole
+    history, the same items the one-user path gives for that history."""
+    import csv
+
+    from recbole_famous import serving
+
+    result, trained = _trained("ItemTransition", tiny, tmp_path)
+    out = tmp_path / "top3.csv"
+    assert serving.main(["--checkpoint", result["checkpoint"], "--all-users", "--top_n", "3", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    users = {r["user_id"] for r in rows}
+    assert len(users) == 40 and len(rows) == 120 and {r["rank"] for r in rows} == {"1", "2", "3"}
+    histories = {}
+    for line in (Path(tiny) / "tiny" / "tiny.inter").read_text().splitlines()[1:]:
+        u, i, _ = line.split("\t")
+        histories.setdefault(u, []).append(i)
+    rec = Recommender(result["checkpoint"])
+    some = sorted(users)[:5]
+    answers = rec.recommend({u: histories[u] for u in some}, top_n=3)
+    for answer in answers:
+        got = [r["item_id"] for r in rows if r["user_id"] == answer["user"]]
+        assert got == answer["items"]
+        assert not set(got) & set(histories[answer["user"]])  # seen items excluded by default
+    assert {r["original_id"] for r in rows} == {r["item_id"] for r in rows}  # no item_map: the token itself
+    assert serving.main(["--checkpoint", result["checkpoint"], "--all-users"]) == 2  # no --out: one-line error
