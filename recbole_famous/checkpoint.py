@@ -54,6 +54,8 @@ ENV_KEYS = frozenset({
     "log_wandb", "wandb_project", "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
     "eval_batch_size", "config_files",
     "expert_parts",  # FamouSRec's experts on length-sorted parts of a batch: the same numbers for any count (tested)
+    "table_note",  # a dataset's provenance note for the benchmark tables (props/dataset/*.yaml): text, not a setting
+    "reference_rules",  # the rules the command line runs after a run as a yardstick (props/default_job.yaml)
 })
 # Keys RecBole's data transforms write into the config while the dataloaders are built (recbole/data/transform.py:
 # BERT4Rec's mask; the crop, reorder and inverse transforms): field names derived from the other keys, never a setting, and

@@ -179,3 +179,12 @@ def test_a_resumed_run_without_process_sums_is_marked():
     assert table.last_process_only(old) and not table.last_process_only(new)
     md = table.markdown([old, new], "converged")
     assert "| CPU s, whole run | 449 ‡ | 5,000 |" in md and "count only its last process" in md
+
+
+def test_a_datasets_provenance_note_is_printed_under_its_heading():
+    from recbole_famous.bench.plan import dataset_note
+
+    assert "GCE-GNN" in dataset_note("Tmall") and "shuffled" in dataset_note("OR") and dataset_note("Nope") == ""
+    md = table.markdown(RECORDS, "cpu", notes={"Arts": "a provenance note"})
+    assert md.split("### Arts", 1)[1].lstrip().startswith("Data: a provenance note")
+    assert "Data:" not in md.split("### Arts")[0]

@@ -165,3 +165,22 @@ def test_recommend_all_users_exports_every_users_top_k(tiny, tmp_path):
         assert not set(got) & set(histories[answer["user"]])  # seen items excluded by default
     assert {r["original_id"] for r in rows} == {r["item_id"] for r in rows}  # no item_map: the token itself
     assert serving.main(["--checkpoint", result["checkpoint"], "--all-users"]) == 2  # no --out: one-line error
+
+
+def test_note_and_yardstick_keys_never_make_a_checkpoint_incompatible(ml100k_slice):
+    """``table_note`` (props/dataset/*.yaml) and ``reference_rules`` (props/default_job.yaml) came after runs whose
+    checkpoints must still resume and evaluate; a changed real setting is still refused."""
+    from recbole_famous import checkpoint
+    from recbole_famous.errors import UsageError
+
+    base = {"data_path": ml100k_slice, "state": "WARNING", "show_progress": False}
+    old = pipeline.build_config("SASRec", "mlslice", overrides=base)
+    ckpt = {checkpoint.META_KEY: {"model": "SASRec", "dataset": "mlslice", "fingerprint": checkpoint.fingerprint(old),
+                                  "path": "old.pth"}}
+    now = pipeline.build_config("SASRec", "mlslice", overrides={**base, "table_note": "provenance",
+                                                                "reference_rules": ["Pop"]})
+    checkpoint.check_compatible(ckpt, now, "resume")
+    checkpoint.check_compatible(ckpt, now, "eval")
+    changed = pipeline.build_config("SASRec", "mlslice", overrides={**base, "hidden_size": 8})
+    with pytest.raises(UsageError, match="hidden_size"):
+        checkpoint.check_compatible(ckpt, changed, "eval")

@@ -140,8 +140,11 @@ def _write_table(records, args, profile, argv, echo) -> None:
     if lost:
         echo(f"the table in {out} also holds runs of {table.brief(lost)}, whose run records are not under {args.out}: "
              f"it is kept, and these runs' table goes to {stem}.md")
+    from recbole_famous.bench.plan import dataset_note
+
+    notes = {ds: dataset_note(ds) for ds in {r["spec"]["dataset"] for r in records}}
     paths = table.write(records, out, profile.name, profile.description, getattr(args, "ours", "FamouSRec"), order,
-                        stem=stem)
+                        stem=stem, notes=notes)
     with open(paths[0], "a", encoding="utf-8") as f:
         f.write(f"\nMade by: `{_command(argv)}` (from the run records under `{args.out}`).\n")
     echo("wrote " + ", ".join(paths))

@@ -359,7 +359,11 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
     rule, rule_valid = best_baseline(models, ours, reference=True)
     sig = significance(models, ours, base, out_dir, cache_dir, echo)
     sig_rule = significance(models, ours, rule, out_dir, cache_dir, echo) if rule else None
-    lines = [f"## {ds}", "", "Runs: " + "; ".join(f"{m} {_state_text(models[m])}" for m in names) + ".", ""]
+    from recbole_famous.bench.plan import dataset_note
+
+    note = dataset_note(ds)
+    lines = [f"## {ds}", ""] + ([f"Data: {note}", ""] if note else []) + [
+        "Runs: " + "; ".join(f"{m} {_state_text(models[m])}" for m in names) + ".", ""]
     if base:
         waiting = [m for m in names if m != ours and len(_finished(models[m])) < len(models[m])]
         lines += [f"Best baseline, chosen by **validation** NDCG@10 (mean over its finished seeds): **{base}** "

@@ -161,3 +161,12 @@ def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None) -
                 if i < len(seed_lists[model]):
                     specs.append(make_spec(profile, model, dataset, seed_lists[model][i], extra=extra))
     return specs
+
+
+def dataset_note(name: str) -> str:
+    """What a table must say about a dataset's provenance: the ``table_note`` of ``props/dataset/<name>.yaml``
+    (e.g. Tmall: another preprocessing than the paper's; OR: the order inside an invoice), or ``""``."""
+    path = os.path.join(PROPS_DIR, "dataset", f"{name}.yaml")
+    if not os.path.isfile(path):
+        return ""
+    return str((read_yaml(path) or {}).get("table_note") or "").strip()

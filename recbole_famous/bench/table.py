@@ -138,7 +138,9 @@ def _gain_cell(pct: float, other: str | None) -> str:
     return "–" if math.isnan(pct) else f"{pct:+.1f}% vs {other}"
 
 
-def markdown(records, profile_name: str, profile_description: str = "", ours="FamouSRec", order=None) -> str:
+def markdown(records, profile_name: str, profile_description: str = "", ours="FamouSRec", order=None,
+             notes=None) -> str:
+    """The Markdown tables; ``notes``: ``{dataset: text}`` printed under each dataset's heading (its provenance)."""
     lines = [f"Budget profile **`{profile_name}`**" + (f": {profile_description}" if profile_description else "")
              + ". Test-set metrics, full ranking over all items; mean ± sample std over seeds "
              "(no ± with one seed); **bold** best, <u>underlined</u> second best; "
@@ -148,7 +150,8 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
         names = list(models)
         seeds = ", ".join(f"{m} {len(models[m])}" for m in names)
         base, rule = chosen_on_validation(models, ours, False), chosen_on_validation(models, ours, True)
-        lines += [f"### {ds}", "", f"Seeds per model: {seeds}.", "",
+        note = (notes or {}).get(ds)
+        lines += [f"### {ds}", ""] + ([f"Data: {note}", ""] if note else []) + [f"Seeds per model: {seeds}.", "",
                   "| metric | " + " | ".join(names) + f" | {ours} vs best learned | {ours} vs best rule |",
                   "|---|" + "---:|" * (len(names) + 2)]
         for key, name in METRICS:
@@ -210,11 +213,11 @@ def to_csv(rows, profile_name: str) -> str:
 
 
 def write(records, out_dir: str, profile_name: str, profile_description: str = "", ours="FamouSRec",
-          order=None, stem="table2") -> list:
+          order=None, stem="table2", notes=None) -> list:
     """Write ``<stem>.md``, ``<stem>.csv`` (quality, long form) and ``<stem>_efficiency.csv``; return the paths."""
     os.makedirs(out_dir, exist_ok=True)
     files = {
-        f"{stem}.md": markdown(records, profile_name, profile_description, ours, order),
+        f"{stem}.md": markdown(records, profile_name, profile_description, ours, order, notes),
         f"{stem}.csv": to_csv(quality_rows(records, ours, order), profile_name),
         f"{stem}_efficiency.csv": to_csv(efficiency_rows(records, order), profile_name),
     }
