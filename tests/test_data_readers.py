@@ -391,3 +391,11 @@ def test_stats_prints_actions_in_both_conventions(tmp_path, capsys):
     assert line.split()[3:6] == ["12", "6", "74"] and line.split()[-1] == "62"
     assert "Arts: " in text and "not prepared" in text and "#Actions as the paper counts" in text
     assert main(["stats", "Arts", "--out", str(out)]) == 2  # one named and missing: an error
+
+
+def test_ijcai15_log_bad_row_names_file_and_line(tmp_path, capsys):
+    src = tmp_path / "dataset15.csv"
+    src.write_text("SessionId\tItemId\tTime\n1\tA\t10\n1\tB\tsoon\n")
+    assert main(["prepare", "T", "--source", str(src), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{src}:3: " in err and "Time 'soon' is not a number" in err

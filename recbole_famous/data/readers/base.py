@@ -72,6 +72,26 @@ def numbered_lines(path):
         raise SourceError(path, f"not UTF-8 text: {e}", n + 1) from None
 
 
+def csv_rows(path, delimiter=","):
+    """Yield (line number, fields) of a CSV file, the header row first; malformed CSV becomes a SourceError that
+    names the line reached."""
+    import csv
+
+    lines = numbered_lines(path)
+    at = {"n": 0}
+
+    def text_lines():
+        for n, line in lines:
+            at["n"] = n
+            yield line
+
+    try:
+        for row in csv.reader(text_lines(), delimiter=delimiter):
+            yield at["n"], row
+    except csv.Error as e:
+        raise SourceError(path, f"malformed CSV: {e}", at["n"]) from None
+
+
 def parse_int(text, path, line, what):
     """An integer id, or a SourceError saying which file, line and field was not one."""
     try:

@@ -16,10 +16,8 @@ timestamped by position. RecBole's protocol then applies its own leave-one-out t
 Tmall.yaml``). The shared Tmall files are not this log: they are GCE-GNN's preprocessing (``sessions`` reader).
 """
 
-import csv
-
 from recbole_famous.errors import SourceError
-from .base import Interactions, head_text, numbered_lines
+from .base import Interactions, csv_rows, head_text
 
 FORMAT = "ijcai15-log"
 COLUMNS = ("SessionId", "ItemId", "Time")
@@ -40,29 +38,27 @@ def detect(files, forced=False):
 def _sessions(path):
     """``{session id: [items]}`` and ``{session id: date}`` in file order (step 1)."""
     clicks, dates = {}, {}
-    lines = numbered_lines(path)
-    line_no = {"n": 0}
-
-    def text_lines():
-        for n, line in lines:
-            line_no["n"] = n
-            yield line
-
-    reader = csv.DictReader(text_lines(), delimiter="\t")
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    rows = csv_rows(path, delimiter="\t")
+    _, header = next(rows, (1, []))
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise SourceError(path, f"missing columns {missing}", 1)
-    for row in reader:
-        n, sid = line_no["n"], row["SessionId"]
+    at = {c: header.index(c) for c in COLUMNS}
+    for n, fields in rows:
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise SourceError(path, f"expected {len(header)} tab-separated fields, got {len(fields)}", n)
+        sid, item, when = (fields[at[c]] for c in COLUMNS)
         try:
             if int(sid) > MAX_SESSION_ID:
                 continue
-            date = float(row["Time"])
-        except (TypeError, ValueError):
-            raise SourceError(path, f"SessionId {sid!r} or Time {row['Time']!r} is not a number", n) from None
-        if not row["ItemId"]:
+            date = float(when)
+        except ValueError:
+            raise SourceError(path, f"SessionId {sid!r} or Time {when!r} is not a number", n) from None
+        if not item:
             raise SourceError(path, "empty ItemId", n)
-        clicks.setdefault(sid, []).append(row["ItemId"])
+        clicks.setdefault(sid, []).append(item)
         dates[sid] = date
     return clicks, dates
 

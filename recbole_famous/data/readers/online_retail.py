@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from recbole_famous.errors import SourceError
 from ..filtering import k_core
-from .base import Interactions, head_text, numbered_lines, parse_int
+from .base import Interactions, csv_rows, head_text, parse_int
 
 FORMAT = "online-retail"
 OPTIONS = {"invoice_order": "shuffled", "invoice_order_seed": 2020}  # reader options and their defaults
@@ -62,33 +62,22 @@ def _to_unix(text, path, line):
 
 def _rows(path):
     """(line, InvoiceNo, StockCode, Description, Quantity, InvoiceDate) for each data row."""
-    lines = numbered_lines(path)
-    line_no = {"n": 0}
-
-    def text_lines():
-        for n, line in lines:
-            line_no["n"] = n
-            yield line
-
-    reader = csv.reader(text_lines())
+    rows = csv_rows(path)
     try:
-        header = [h.lstrip("\ufeff") for h in next(reader)]
+        _, header = next(rows)
     except StopIteration:
         raise SourceError(path, "empty file") from None
+    header = [h.lstrip("\ufeff") for h in header]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise SourceError(path, f"missing columns {missing}", 1)
     cols = [header.index(c) for c in COLUMNS]
-    try:
-        for row in reader:
-            n = line_no["n"]
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise SourceError(path, f"expected {len(header)} fields, got {len(row)}", n)
-            yield (n,) + tuple(row[c] for c in cols)
-    except csv.Error as e:
-        raise SourceError(path, f"malformed CSV: {e}", line_no["n"]) from None
+    for n, row in rows:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise SourceError(path, f"expected {len(header)} fields, got {len(row)}", n)
+        yield (n,) + tuple(row[c] for c in cols)
 
 
 def _check_options(path, invoice_order, invoice_order_seed):
