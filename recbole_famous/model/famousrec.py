@@ -1,6 +1,7 @@
 """FamouSRec: Frequency-Augmented Mixture-of-Heterogeneous-Experts for sequential recommendation (WWW 2025).
 
-The model, top to bottom (equations of the paper; restated in ``docs/FAMOUSREC_SPEC.md``):
+The model, top to bottom (equations of the paper; ``docs/model.md`` restates them as implemented here, (M1)-(M30),
+and lists the decisions the paper leaves open, §11):
 
 1. **Padding.** RecBole right pads (``[i1..it, 0..0]``). We convert to left padding once, at the
    input (``padding.right_to_left_pad``), so that the Fourier filters, every expert and the read-out
@@ -34,7 +35,7 @@ Decisions the paper leaves open (default first; see ``benchmarks/ablate_famousre
   last real item and does not depend on the rest of the batch.
 * ``gate_summary: last`` (vs ``mean``): the gate reads the position the prediction reads.
 * ``gate_hidden_size: 0``: Eq. 4 as written, one linear map from K·d to K.
-* ``filter_init: fmlp`` (vs ``ones``): FMLP-Rec's ``randn * 0.02``, as the spec says.
+* ``filter_init: fmlp`` (vs ``ones``): FMLP-Rec's ``randn * 0.02`` (``docs/model.md`` Eq. (M11), decision D3).
 * ``inter_layer: residual`` (vs ``none``), only with ``n_layers > 1``; ``n_layers: 1`` by default.
 * ``align_stop_grad: True``: L_al aligns each expert with the mixture's output, not the reverse.
 * L_spe and L_al use the last MoE layer (where f is read); L_bal averages over all layers.

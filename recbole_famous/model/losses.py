@@ -4,7 +4,7 @@ Shapes: B users, K experts, d hidden size, |I| items. The inputs are last-positi
 
 **L_spe**, expert-frequency contrastive loss. ``p_{j,k} = softmax_i(M_k(x_j) · v_i)`` (Eq. 13) is the
 item distribution predicted by expert k on component j. The OCR garbles Eq. 11; we read it as
-(``FAMOUSREC_SPEC.md`` §5)::
+(``docs/model.md`` §6, Eq. (M24))::
 
     L_spe = mean_{k≠k'} KL(p_kk || p_k'k') / (mean_k mean_{j≠k} KL(p_kk || p_jk) + ε)
 

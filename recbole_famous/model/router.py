@@ -16,7 +16,7 @@ Decisions the paper leaves open, each a config key of ``props/model/FamouSRec.ya
   recent item, which is also the read-out position of Eq. 7) or ``mean`` (mean over real positions).
 * ``gate_hidden_size``: 0 is Eq. 4 literally (one linear map); > 0 adds a hidden GELU layer (the
   paper calls the module "a typical MLP").
-* ``filter_init``: ``fmlp`` (``randn * 0.02``, as FMLP-Rec and the spec), ``ones`` (identity
+* ``filter_init``: ``fmlp`` (``randn * 0.02``, as FMLP-Rec (`docs/model.md` Eq. (M11), decision D3)), ``ones`` (identity
   plus ``randn * 0.02`` noise, so every component starts as the input itself) or ``bands`` (expert j
   starts as a pass filter of the j-th of K equal bands, low to high, plus the same noise: the
   components start frequency-specialised, and their band energies differ across users at once).

@@ -29,6 +29,7 @@ from recbole.model.layers import FeedForward
 from torch import nn
 
 from recbole_famous.errors import UsageError
+from recbole_famous.model.baselines.scoring import ItemDotScoring
 from recbole_famous.model.padding import right_to_left_pad
 
 
@@ -52,7 +53,7 @@ class FilterLayer(nn.Module):
         return self.LayerNorm(self.dropout(filtered) + hidden)
 
 
-class FMLPRec(SequentialRecommender):
+class FMLPRec(ItemDotScoring, SequentialRecommender):
     # Its filters are defined on the full length: ``forward`` pads a trimmed batch back to it, so results are exact,
     # but grouping gains nothing (data/length_batches.py).
     length_batches = "allowed"
@@ -99,16 +100,3 @@ class FMLPRec(SequentialRecommender):
         if item_seq.size(1) < self.max_seq_length:  # a trimmed batch: the filters are defined on the full length
             item_seq = torch.nn.functional.pad(item_seq, (0, self.max_seq_length - item_seq.size(1)))
         return self.encode(right_to_left_pad(item_seq, item_seq_len))[:, -1]
-
-    def calculate_loss(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        logits = seq_output @ self.item_embedding.weight.t()
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])
-
-    def predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return seq_output @ self.item_embedding.weight.t()

@@ -25,6 +25,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_famous.errors import UsageError
+from recbole_famous.model.baselines.scoring import ItemDotScoring
 from recbole_famous.model.mamba import MambaBlock
 
 
@@ -59,7 +60,7 @@ class MambaLayer(nn.Module):
         return self.ffn(hidden)
 
 
-class Mamba4Rec(SequentialRecommender):
+class Mamba4Rec(ItemDotScoring, SequentialRecommender):
     length_batches = "on"  # causal block, readout at item_length - 1: exact on trimmed batches (data/length_batches.py)
 
     def __init__(self, config, dataset):
@@ -97,16 +98,3 @@ class Mamba4Rec(SequentialRecommender):
         for layer in self.mamba_layers:
             hidden = layer(hidden)
         return self.gather_indexes(hidden, item_seq_len - 1)
-
-    def calculate_loss(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        logits = seq_output @ self.item_embedding.weight.t()
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])
-
-    def predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return seq_output @ self.item_embedding.weight.t()
