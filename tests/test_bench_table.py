@@ -108,7 +108,10 @@ def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
         json.dump({**_rec("SASRec", 1, 0.04), "spec": runs.spec_dict(other)}, f)
     assert cli.main(["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs,
                      "--datasets", "Arts"]) == 0
-    md = open(os.path.join(docs, "p", "table2.md")).read()
+    md = open(os.path.join(docs, "p", "table2_Arts.md")).read()  # --datasets names the table's datasets
+    assert "### Arts" in md and "### Instruments" not in md
+    assert cli.main(["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs]) == 0
+    md = open(os.path.join(docs, "p", "table2.md")).read()  # without it: every dataset of the store
     assert md.index("### Instruments") < md.index("### Arts") and "+20.0% vs SASRec" in md
 
 
@@ -188,3 +191,31 @@ def test_a_datasets_provenance_note_is_printed_under_its_heading():
     md = table.markdown(RECORDS, "cpu", notes={"Arts": "a provenance note"})
     assert md.split("### Arts", 1)[1].lstrip().startswith("Data: a provenance note")
     assert "Data:" not in md.split("### Arts")[0]
+
+
+def test_datasets_name_the_table_and_comparison_files(tmp_path, monkeypatch):
+    """`--datasets OR` writes table2_OR.* and comparison_OR.* with OR's runs only, beside the other datasets'."""
+    import json
+
+    from recbole_famous.bench import __main__ as cli
+    from recbole_famous.bench import plan, runs
+
+    body = {"description": "toy", "models": ["SASRec", "FamouSRec"], "datasets": ["Instruments", "OR"],
+            "seeds": [1]}
+    (tmp_path / "p.yaml").write_text(json.dumps(body))
+    profile = plan.load_profile(str(tmp_path / "p.yaml"))
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    for spec in plan.plan(profile):
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        score = 0.05 if spec.model == "SASRec" else 0.06
+        with open(path, "w") as f:
+            json.dump({**_rec(spec.model, 1, score, dataset=spec.dataset), "spec": runs.spec_dict(spec)}, f)
+    common = ["--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs, "--datasets", "OR"]
+    assert cli.main(["table", *common]) == 0
+    md = open(os.path.join(docs, "p", "table2_OR.md")).read()
+    assert "### OR" in md and "### Instruments" not in md
+    assert not os.path.exists(os.path.join(docs, "p", "table2.md"))
+    assert cli.main(["compare", *common]) == 0
+    assert os.path.exists(os.path.join(docs, "p", "comparison_OR.md"))
+    assert os.path.exists(os.path.join(docs, "p", "significance_OR.csv"))

@@ -102,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _dataset_tag(args) -> str:
+    """``_OR`` / ``_Arts_Instruments`` for a command given ``--datasets``, else ``""``: its files' suffix."""
+    named = _list(getattr(args, "datasets", None))
+    return "_" + "_".join(sorted(named)) if named else ""
+
+
 def _docs_dir(args, profile) -> str:
     return os.path.join(args.docs, profile.name)
 
@@ -132,7 +138,7 @@ def _write_table(records, args, profile, argv, echo) -> None:
         return
     order = list(profile.models) + [m for m in getattr(args, "models_list", None) or [] if m not in profile.models]
     out = _docs_dir(args, profile)
-    stem, lost = table.stem_keeping(out, records)
+    stem, lost = table.stem_keeping(out, records, "table2" + _dataset_tag(args))
     if stem is None:
         echo(f"no table written: the tables in {out} hold {table.brief(lost)}, whose run records are not under "
              f"{args.out}; bring them back first (`python -m recbole_famous.bench restore --profile {profile.name}`)")
@@ -228,7 +234,8 @@ def _dispatch(args, argv, echo) -> int:
             from recbole_famous.bench import compare
 
             paths, failed = compare.write(profile, specs, args.out, _docs_dir(args, profile), _command(argv),
-                                          args.ours, args.models_list or list(profile.models), args.cache, echo)
+                                          args.ours, args.models_list or list(profile.models), args.cache, echo,
+                                          tag=_dataset_tag(args))
             echo("wrote " + ", ".join(paths))
             if failed:
                 echo("a per-user check failed: those p-values are left out (see the Markdown)")
@@ -249,6 +256,8 @@ def _dispatch(args, argv, echo) -> int:
         # the profile's table covers every finished run of the profile, not only this command's selection
         # (a run of one model must not leave a table of that model alone)
         every = _union(plan.plan(profile, extra=_sets(args.set)), specs)
+        if _list(args.datasets):  # --datasets names the table's datasets (table2_<datasets>.md)
+            every = [s for s in every if s.dataset in _list(args.datasets)]
         records = [r for r in (runs.load_record(runs.record_path(args.out, s)) for s in every) if r]
         _write_table(records, args, profile, argv, echo)
         return 0 if args.command == "table" or counts["failed"] == 0 else 1

@@ -21,7 +21,9 @@ Per dataset:
   after its last validated epoch, drawn dashed).
 
 Files (under ``--docs``/<profile>/): ``comparison.md``, ``comparison.csv``, ``significance.csv``, ``curves.csv``,
-``curves_<dataset>.png``. Where the ``comparison.csv`` already there counts finished runs whose records are not
+``curves_<dataset>.png``; with ``tag`` (``bench compare --datasets OR`` gives ``_OR``) ``comparison_OR.md``,
+``significance_OR.csv``, ``curves_OR.csv``, so that one dataset's comparison never replaces another's. Where the
+``comparison.csv`` already there counts finished runs whose records are not
 here (another machine's runs), it is kept and these files get a suffix of their own, ``_<dataset>_<dataset>...``
 (``comparison_Instruments.md``, ..., ``curves_Instruments_<dataset>.png``); where that suffixed set would lose runs
 too, nothing is written (``suffix``).
@@ -394,16 +396,16 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
             "files": files, "failed": sig.get("failed", False) or bool(sig_rule and sig_rule.get("failed"))}
 
 
-def suffix(doc_dir: str, groups) -> str:
+def suffix(doc_dir: str, groups, tag: str = "") -> str:
     """``""``, or ``_<dataset>_<dataset>...`` when the ``comparison.csv`` in ``doc_dir`` counts finished runs that
     ``groups`` lack (written on another machine, whose records are not here): the new files then keep it. Raises
     ``UsageError`` when the suffixed ``comparison<suffix>.csv`` exists and would lose runs too."""
     have = {(ds, m): len(_finished(e)) for ds, models in groups.items() for m, e in models.items()}
-    lost = runs_dropped(os.path.join(doc_dir, "comparison.csv"), have, "n_finished")
+    lost = runs_dropped(os.path.join(doc_dir, f"comparison{tag}.csv"), have, "n_finished")
     if not lost:
         return ""
     sfx = "_" + "_".join(sorted(groups))
-    also = runs_dropped(os.path.join(doc_dir, f"comparison{sfx}.csv"), have, "n_finished")
+    also = runs_dropped(os.path.join(doc_dir, f"comparison{tag}{sfx}.csv"), have, "n_finished")
     if also:
         raise UsageError(f"nothing written: {doc_dir} holds finished runs whose records are not here "
                          f"({brief(lost + also)}); bring them back first (`bench restore`) or write elsewhere "
@@ -412,11 +414,11 @@ def suffix(doc_dir: str, groups) -> str:
 
 
 def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = "FamouSRec", order=None,
-          cache_dir=None, echo=print) -> tuple:
+          cache_dir=None, echo=print, tag: str = "") -> tuple:
     """Write the files (see the module docstring); returns ``(paths, failed)``: ``failed`` when a per-user check
     did not hold (the p-values of that pair are then left out)."""
     groups = by_dataset(entries(specs, out_dir), order or list(profile.models))
-    sfx = suffix(doc_dir, groups)
+    sfx = suffix(doc_dir, groups, tag)
     os.makedirs(doc_dir, exist_ok=True)
     lines = [f"# Comparison: profile `{profile.name}`", "", f"Budget profile: {profile.description}.", "",
              "Test-set metrics, full ranking over all items, of each model's best validated epoch; mean ± sample std "
@@ -436,6 +438,7 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
         files += part["files"]
         failed = failed or part["failed"]
     lines.append(f"Made by: `{command}` (from the run records under `{out_dir}`).")
-    texts = {f"comparison{sfx}.md": "\n".join(lines) + "\n", f"comparison{sfx}.csv": to_csv(quality, profile.name),
-             f"significance{sfx}.csv": to_csv(sig, profile.name), f"curves{sfx}.csv": to_csv(curve_rows, profile.name)}
+    t = tag + sfx
+    texts = {f"comparison{t}.md": "\n".join(lines) + "\n", f"comparison{t}.csv": to_csv(quality, profile.name),
+             f"significance{t}.csv": to_csv(sig, profile.name), f"curves{t}.csv": to_csv(curve_rows, profile.name)}
     return write_texts(doc_dir, texts) + files, failed
