@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ import sys
 import time
 
 from recbole_famous import checkpoint, pipeline
+from recbole_famous.files import write_json
 from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted, UsageError
 
 
@@ -50,13 +50,6 @@ def _init_logging(config, log_file: str) -> None:
         if isinstance(handler, logging.FileHandler):
             handler.addFilter(_NoColor())
         root.addHandler(handler)
-
-
-def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _log_table1(data, logger) -> None:
@@ -182,7 +175,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
             result.update(error=str(exc), epochs_run=len(trainer.epoch_seconds), epoch_seconds=trainer.epoch_seconds,
                           best_epoch=trainer.best_epoch)
             if rank == 0:
-                _write_json(os.path.join(output_dir, "result.json"), result)
+                write_json(os.path.join(output_dir, "result.json"), result)
             logger.warning(str(exc))
             raise
         fit_seconds = time.perf_counter() - t1
@@ -210,7 +203,7 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
         "world_size": 1 if config["single_spec"] else config["world_size"],
     })
     if rank == 0:
-        _write_json(os.path.join(output_dir, "result.json"), result)
+        write_json(os.path.join(output_dir, "result.json"), result)
         logger.info("result written to %s", os.path.join(output_dir, "result.json"))
     return result
 
@@ -271,7 +264,7 @@ def evaluate_checkpoint(checkpoint_path, model=None, dataset=None, config_files=
         "output_dir": output_dir,
         "config": {k: v for k, v in config.final_config_dict.items()},
     }
-    _write_json(os.path.join(output_dir, "result.json"), result)
+    write_json(os.path.join(output_dir, "result.json"), result)
     return result
 
 

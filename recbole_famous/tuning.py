@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from recbole.trainer import HyperTuning
 
 from recbole_famous.errors import UsageError
+from recbole_famous.files import write_text
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "quniform")
 INSTALL_HINT = 'pip install -e ".[tune]"'
@@ -197,12 +198,7 @@ class Tuner(HyperTuning):
 
 
 def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, text, fsync=True)
 
 
 def _canon(params: dict) -> str:

@@ -22,6 +22,8 @@ import resource
 import sys
 import time
 
+from recbole_famous.files import write_json
+
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
@@ -30,13 +32,6 @@ def _rss_mb() -> float:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _git() -> dict:
@@ -105,7 +100,7 @@ class Attempts:
 
     def _write(self, attempts) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        _write_json(self.path, attempts)
+        write_json(self.path, attempts)
 
 
 def _run_or_resume(run, spec, overrides, checkpoint_dir, attempts: Attempts | None = None):
@@ -190,7 +185,7 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _write_json(argv[1], record)
+    write_json(argv[1], record)
     print(f"finished: {argv[1]}", flush=True)
     return 0
 
