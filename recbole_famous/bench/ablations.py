@@ -111,9 +111,7 @@ def _stats(records, key):
 
 
 def _fmt(mean, std) -> str:
-    if math.isnan(mean):
-        return "–"
-    return f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+    return table.mean_std_text(mean, std)
 
 
 def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROUPS, echo=print) -> list:

@@ -39,7 +39,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recbole_famous.bench import patience, peruser, plots, runs
-from recbole_famous.bench.table import (METRICS, brief, is_reference, mean_std, ranks, runs_dropped, to_csv,
+from recbole_famous.bench.table import (METRICS, brief, cell, is_reference, mean_std, ranks, runs_dropped, to_csv,
                                         write_texts)
 from recbole_famous.errors import UsageError
 
@@ -226,10 +226,6 @@ def curves(models: dict, out_dir: str) -> dict:
 
 
 # ---- writing ------------------------------------------------------------------------------------------------------
-def _cell(mean, std, mark, digits=4) -> str:
-    text = f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
-    return f"**{text}**" if mark == 1 else f"<u>{text}</u>" if mark == 2 else text
-
 
 def _stats(models, key, source="metrics") -> dict:
     return {m: mean_std([r.get(source, {}).get(key) for r in _finished(es)]) for m, es in models.items()
@@ -260,7 +256,7 @@ def _table2(ds, models, ours, base, rule=None) -> tuple:
         source, k = ("valid_metrics", SELECT) if key.startswith("valid:") else ("metrics", key)
         stats = _stats(models, k, source)
         marks = ranks({m: s[0] for m, s in stats.items()})
-        cells = [_cell(*stats[m], marks.get(m)) if m in stats else _missing(models[m]) for m in names]
+        cells = [cell(*stats[m], marks.get(m)) if m in stats else _missing(models[m]) for m in names]
         imp, imp_rule = _gain(stats, ours, base), _gain(stats, ours, rule)
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_gain_text(imp, base)} | {_gain_text(imp_rule, rule)} |")
         for m in names:

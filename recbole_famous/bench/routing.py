@@ -13,7 +13,7 @@ import json
 import os
 from collections import OrderedDict
 
-from recbole_famous.bench.table import mean_std
+from recbole_famous.bench.table import mean_std, mean_std_text
 
 
 def read_records(folder: str, variants=None, seeds=None) -> list:
@@ -40,10 +40,7 @@ def by_variant(records) -> "OrderedDict":
 
 
 def _ms(values, digits=4) -> str:
-    mean, std = mean_std(values)
-    if mean != mean:
-        return "-"
-    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return mean_std_text(*mean_std(values), digits, missing="-")
 
 
 def _diag(records, key):

@@ -107,10 +107,18 @@ def gain(means: dict, ours: str, other: str | None) -> float:
     return float("nan") if math.isnan(a) or math.isnan(b) or b == 0 else 100.0 * (a - b) / b
 
 
-def _cell(mean, std, rank, digits=4) -> str:
+def mean_std_text(mean, std, digits=4, missing="–") -> str:
+    """``0.0622 ± 0.0022``; the mean alone when there is no spread (one seed); ``missing`` when there is no mean."""
     if math.isnan(mean):
-        return "–"
-    text = f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+        return missing
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+def cell(mean, std, rank, digits=4) -> str:
+    """A table cell: ``mean_std_text``, **bold** for rank 1, <u>underlined</u> for rank 2."""
+    text = mean_std_text(mean, std, digits)
+    if text == "–":
+        return text
     return f"**{text}**" if rank == 1 else f"<u>{text}</u>" if rank == 2 else text
 
 
@@ -158,7 +166,7 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
             stats = {m: summarize(models[m], key) for m in names}
             marks = ranks({m: s[0] for m, s in stats.items()})
             means = {m: s[0] for m, s in stats.items()}
-            lines.append(f"| {name} | " + " | ".join(_cell(*stats[m], marks.get(m)) for m in names)
+            lines.append(f"| {name} | " + " | ".join(cell(*stats[m], marks.get(m)) for m in names)
                          + f" | {_gain_cell(gain(means, ours, base), base)} | {_gain_cell(gain(means, ours, rule), rule)} |")
         lines += ["", "| efficiency | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         partial = False
@@ -166,10 +174,10 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
             cells = []
             for m in names:
                 mean, _ = mean_std([r["efficiency"].get(key) for r in models[m]])
-                cell = "–" if math.isnan(mean) else fmt.format(mean)
-                if key in PER_PROCESS and cell != "–" and any(last_process_only(r) for r in models[m]):
-                    cell, partial = cell + " ‡", True
-                cells.append(cell)
+                text = "–" if math.isnan(mean) else fmt.format(mean)
+                if key in PER_PROCESS and text != "–" and any(last_process_only(r) for r in models[m]):
+                    text, partial = text + " ‡", True
+                cells.append(text)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         epochs = [f"{mean_std([r['result']['epochs_run'] for r in models[m]])[0]:.0f}" for m in names]
         best_ep = [f"{mean_std([r['result']['best_epoch'] for r in models[m]])[0]:.1f}" for m in names]
