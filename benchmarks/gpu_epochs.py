@@ -69,16 +69,15 @@ def peak_memory_mb(device: str) -> float:
 
 
 def mamba_scan(device: str) -> str:
-    """Which selective scan a Mamba layer runs on ``device`` (``recbole_famous.model.mamba``'s dispatch)."""
-    if device == "cuda":
-        try:
-            import mamba_ssm  # noqa: F401
-            return "mamba-ssm kernels"
-        except ImportError:
-            return "plain PyTorch scan (mamba-ssm not installed)"
-    from recbole_famous.model.mamba.scan import load_extension
+    """Which selective scan a Mamba layer runs on ``device`` (``recbole_famous.model.mamba.scan.choose_backend``)."""
+    from recbole_famous.model.mamba.scan import choose_backend
 
-    return "our C++ CPU kernel" if load_extension() is not None else "plain PyTorch scan"
+    names = {"cpp": "our C++ CPU kernel", "torch": "plain PyTorch scan", "triton": "our Triton kernel",
+             "mamba_ssm": "mamba-ssm kernels"}
+    try:
+        return names[choose_backend(device)]
+    except RuntimeError as exc:  # a forced backend that cannot run: the run fails the same way
+        return str(exc)
 
 
 def train_one(spec: str, dataset: str, epochs: int, device: str, common: dict, workdir: str) -> dict:

@@ -13,12 +13,12 @@ dict moves between the two unchanged: in_proj (2*d_inner, d_model), conv1d (d_in
 softplus^-1 of a log-uniform dt in [dt_min, dt_max], A_log (d_inner, d_state) = log(1..d_state),
 D (d_inner) = 1, out_proj (d_model, d_inner). Causal: output t depends on inputs <= t only.
 
-Backends: on CUDA with mamba-ssm importable, its fused kernels (``mamba_inner_fn`` when
-causal-conv1d is installed, else torch's conv and ``selective_scan_fn``); on the CPU our fused
-C++ kernels (``inner_cpu.py``); where those cannot be compiled, or on a GPU without mamba-ssm,
-standard modules and the plain PyTorch scan. The path taken is logged once at INFO.
+Backends (``scan.choose_backend``): on CUDA with mamba-ssm importable, its fused kernels (``mamba_inner_fn``
+when causal-conv1d is installed, else torch's conv and ``selective_scan_fn``); on the CPU our fused C++ kernels
+(``inner_cpu.py``); on CUDA without mamba-ssm, standard modules and our Triton scan (``scan_triton.py``); where
+none of those can run, standard modules and the plain PyTorch scan. ``RECBOLE_FAMOUS_MAMBA_SCAN`` forces one.
+The path taken is logged once at INFO.
 """
-import functools
 import math
 
 import torch
@@ -26,22 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_famous.model.mamba.inner_cpu import mamba_inner_cpu
-from recbole_famous.model.mamba.scan import load_extension, log_once, selective_scan
-
-
-@functools.lru_cache(maxsize=None)
-def _mamba_ssm_kernels():
-    """(selective_scan_fn, mamba_inner_fn or None) from mamba-ssm, or None if not installed."""
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:
-        return None
-    try:
-        import causal_conv1d  # noqa: F401  (mamba_inner_fn needs it)
-        from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
-    except Exception:
-        mamba_inner_fn = None
-    return selective_scan_fn, mamba_inner_fn
+from recbole_famous.model.mamba.scan import choose_backend, log_once, mamba_ssm_kernels, selective_scan
 
 
 class MambaBlock(nn.Module):
@@ -88,20 +73,20 @@ class MambaBlock(nn.Module):
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
             raise ValueError(f"MambaBlock: expected input (batch, length, {self.d_model}), "
                              f"got {tuple(hidden_states.shape)}")
-        kernels = _mamba_ssm_kernels() if hidden_states.is_cuda else None
-        if kernels is not None:
-            return self._forward_mamba_ssm(hidden_states, *kernels)
-        return self._forward_ours(hidden_states)
+        backend = choose_backend(hidden_states.device.type)
+        if backend == "mamba_ssm":
+            return self._forward_mamba_ssm(hidden_states, *mamba_ssm_kernels())
+        return self._forward_ours(hidden_states, backend)
 
-    def _forward_ours(self, hidden):
+    def _forward_ours(self, hidden, backend):
         xz = self.in_proj(hidden)
         A = -torch.exp(self.A_log if self.A_log.dtype == torch.float64 else self.A_log.float())
-        if hidden.device.type == "cpu" and load_extension() is not None:
-            log_once("cpp", "Mamba: selective scan runs in our C++ CPU kernel")
+        if backend == "cpp":
+            log_once("cpp", "Mamba: selective scan runs in our C++ CPU kernel on cpu")
             y = mamba_inner_cpu(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
                                 self.dt_proj.weight, self.dt_proj.bias, A, self.D)
             return self.out_proj(y)
-        return self.out_proj(self._inner_composite(xz, A, backend="torch"))
+        return self.out_proj(self._inner_composite(xz, A, backend=backend))
 
     def _inner_composite(self, xz, A, backend=None):
         """The same maths as ``mamba_inner_cpu`` from standard modules and ``selective_scan``."""

@@ -2,7 +2,8 @@
 
 Same recurrence and the same hand-written backward as ``selective_scan_cpu.cpp`` (see its header),
 vectorised over (batch, channel, state) with a loop over time. To bound memory, the backward
-recomputes the states for a slice of the batch at a time (``chunk`` rows), never for all of it.
+recomputes the states for a slice of the batch at a time (``chunk`` rows): 64 on the CPU, and on CUDA as many
+rows as half the free device memory holds (``backward_chunk``), so a GPU runs few, large slices.
 Works on any device.
 """
 import torch
@@ -48,8 +49,27 @@ def _backward_rows(u, delta, A, Bm, Cm, gy):
     return gu, gdelta, gA, gB, gC
 
 
-def scan_backward(u, delta, A, Bm, Cm, gy, chunk=64):
-    """Gradients (u, delta, A, B, C) of sum(y * gy), recomputing states ``chunk`` rows at a time."""
+CPU_CHUNK = 64
+
+
+def backward_chunk(u, N, free_bytes=None):
+    """Rows per slice of the backward: 64 on the CPU; on CUDA the rows whose recomputed states (L + 1 states, L
+    decays and about 8 (D, N) temporaries per row) fit in half of the free memory (the driver's free memory plus
+    what torch's allocator holds unused), at least 1, at most the batch."""
+    if u.device.type != "cuda":
+        return CPU_CHUNK
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(u.device)[0] + torch.cuda.memory_reserved(u.device) \
+            - torch.cuda.memory_allocated(u.device)
+    Bt, L, D = u.shape
+    per_row = (2 * L + 9) * D * N * u.element_size()
+    return int(max(1, min(Bt, free_bytes // 2 // per_row)))
+
+
+def scan_backward(u, delta, A, Bm, Cm, gy, chunk=None):
+    """Gradients (u, delta, A, B, C) of sum(y * gy), recomputing states ``chunk`` rows at a time
+    (default ``backward_chunk``)."""
+    chunk = chunk or backward_chunk(u, A.shape[1])
     parts = [_backward_rows(*(x[i:i + chunk] for x in (u, delta)), A,
                             *(x[i:i + chunk] for x in (Bm, Cm, gy)))
              for i in range(0, u.shape[0], chunk)]
