@@ -85,9 +85,9 @@ def main(argv=None) -> int:
 
         return tuning.main(argv[1:], parse_value=parse_value)
     args, overrides = parse_args(argv)
-    from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted, UsageError
+    from recbole_famous.errors import UsageError, run_main
 
-    try:
+    def body():
         from recbole_famous import pipeline, runner
 
         config_files = args.config_files.split()
@@ -108,27 +108,20 @@ def main(argv=None) -> int:
                 from recbole_famous import launch
 
                 result = launch.run(args.model, args.dataset, config_files, overrides, nproc=args.nproc,
-                                  world_size=args.world_size, ip=args.ip, port=args.port,
-                                  group_offset=args.group_offset, resume=args.resume)
+                                    world_size=args.world_size, ip=args.ip, port=args.port,
+                                    group_offset=args.group_offset, resume=args.resume)
                 if result is None:  # not the machine with rank 0
                     return 0
             else:
                 result = runner.run(args.model, args.dataset, config_files, overrides, resume=args.resume)
         references = [] if args.eval_only or distributed else runner.run_reference_rules(result, config_files,
                                                                                          overrides)
-    except (UsageError, NonFiniteLoss) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except TrainingInterrupted as exc:
-        print(f"interrupted: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(runner.format_result_table(result))
-    if references:
-        print(runner.format_reference_table(result, references))
-    return 0
+        print(runner.format_result_table(result))
+        if references:
+            print(runner.format_reference_table(result, references))
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,34 @@ class DatasetNotPrepared(RuntimeError):
     """A dataset's atomic files are missing and cannot be built; the message says how to fix it."""
 
     exit_code = 2
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The command line's exit code for ``exc``, or None for an exception that is a bug (it keeps its traceback):
+    2 bad input, 1 a non-finite loss, 128 + N a signal (130 for Ctrl-C)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    code = getattr(exc, "exit_code", None)
+    return int(code) if code is not None else None
+
+
+def run_main(body, *, interrupted: str = "", bad_input=()) -> int:
+    """The one exception-to-exit-code handler of every command line (``run_recbole_famous.py``, ``recommend``,
+    ``tune``, ``bench``, ``data``): ``body()`` returns the exit code; a known exception becomes one line on stderr
+    (``error: ...`` or ``interrupted: ...``, then ``interrupted``, what is kept and how to continue) and its exit
+    code. ``bad_input``: further exception types that mean bad input there (exit 2; e.g. ``OSError`` for a
+    converter's files)."""
+    import sys
+
+    try:
+        return body()
+    except BaseException as exc:  # noqa: BLE001 - mapped below, or re-raised
+        code = 2 if isinstance(exc, tuple(bad_input)) and exit_code(exc) is None else exit_code(exc)
+        if code is None:
+            raise
+        if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
+            text = f"interrupted: {exc}" if str(exc) else "interrupted"
+            print(text + (f" ({interrupted})" if interrupted else ""), file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return code

@@ -47,7 +47,7 @@ import json
 import sys
 from collections.abc import Mapping
 
-from recbole_famous.errors import UsageError
+from recbole_famous.errors import UsageError, run_main
 
 
 def routed_experts(model, interaction):
@@ -308,32 +308,25 @@ def main(argv=None) -> int:
                         help="every user of the checkpoint's dataset, from the whole history it has there (CSV)")
     parser.add_argument("--out", help="with --all-users: the CSV to write (user_id, rank, item_id, original_id, score)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.all_users:
-        try:
+
+    def body():
+        if args.all_users:
             if not args.out or args.histories or args.history:
                 raise UsageError("--all-users writes a CSV: give --out=FILE.csv, and no --histories / --history")
             counts = export_all_users(args.checkpoint, args.out, args.top_n, exclude_seen=not args.include_seen,
                                       device=args.device, echo=lambda m: print(m, file=sys.stderr))
-        except UsageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
-            return 2
-        print(f"top {counts['top_n']} of {counts['users']:,} users written to {counts['path']}", file=sys.stderr)
-        return 0
-    try:
+            print(f"top {counts['top_n']} of {counts['users']:,} users written to {counts['path']}", file=sys.stderr)
+            return 0
         histories = _read_histories(args)
         answers = Recommender(args.checkpoint, device=args.device).recommend(
             histories, top_n=args.top_n, exclude_seen=not args.include_seen
         )
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    json.dump(answers, sys.stdout, indent=1, default=str)
-    print()
-    print(summary(answers), file=sys.stderr)
-    return 0
+        json.dump(answers, sys.stdout, indent=1, default=str)
+        print()
+        print(summary(answers), file=sys.stderr)
+        return 0
+
+    return run_main(body, bad_input=(OSError,))
 
 
 if __name__ == "__main__":

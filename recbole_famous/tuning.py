@@ -453,21 +453,14 @@ def parse_args(argv, parse_value):
 
 def main(argv, parse_value) -> int:
     """``run_recbole_famous.py tune ...``; ``parse_value`` reads a ``--key=value`` value as the main CLI does."""
-    from recbole_famous.errors import TrainingInterrupted
+    from recbole_famous.errors import run_main
 
-    try:
+    def body():
         args, overrides = parse_args(argv, parse_value)
         search = Search(args.model, args.dataset, args.params_file, args.config_files.split(), overrides,
                         algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir,
                         include_default=not args.no_default, seed=args.tune_seed)
         search.run()
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingInterrupted as exc:
-        print(f"interrupted: {exc} (finished trials are kept: run the same command to continue)", file=sys.stderr)
-        return 128 + int(exc.signum)
-    except KeyboardInterrupt:
-        print("interrupted (finished trials are kept: run the same command to continue)", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_main(body, interrupted="finished trials are kept: run the same command to continue")

@@ -23,7 +23,7 @@ import signal
 import sys
 
 from recbole_famous.bench import runs
-from recbole_famous.errors import UsageError
+from recbole_famous.errors import UsageError, run_main
 
 DEFAULT_DOCS = os.path.join("docs", "results")
 
@@ -201,14 +201,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     echo = lambda msg: print(msg, flush=True)  # noqa: E731
-    try:
-        return _dispatch(args, argv, echo)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return run_main(lambda: _dispatch(args, argv, echo),
+                    interrupted="finished runs are kept; rerun the same command to resume")
 
 
 def _dispatch(args, argv, echo) -> int:

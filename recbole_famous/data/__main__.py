@@ -112,8 +112,11 @@ def _options(pairs):
 
 
 def main(argv=None):
+    from recbole_famous.errors import run_main
+
     args = _parser().parse_args(argv)
-    try:
+
+    def body():
         if args.command == "prepare":
             from .prepare import prepare
 
@@ -122,10 +125,9 @@ def main(argv=None):
             _synth(args)
         else:
             _stats_all(args.names, args.out)
-    except (SourceError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_main(body, bad_input=(OSError, ValueError))
 
 
 if __name__ == "__main__":
