@@ -18,7 +18,7 @@ LAYERS = [
     ["config", "trainer", "checkpoint", "distributed"],  # RecBole's Config / Trainer extended, checkpoint checks
     ["model"],
     ["data"],
-    ["compat", "errors", "resources"],
+    ["compat", "errors", "files", "resources"],
 ]
 RANK = {f"{PACKAGE}.{unit}": i for i, layer in enumerate(LAYERS) for unit in layer}
 # Checked for private names: the entry points and everything built on the pipeline steps.
