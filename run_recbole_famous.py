@@ -81,9 +81,8 @@ def main(argv=None) -> int:
         return serving.main(argv[1:])
     if argv and argv[0] == "tune":
         from recbole_famous import tuning
-        from recbole_famous.config import parse_value
 
-        return tuning.main(argv[1:], parse_value=parse_value)
+        return tuning.main(argv[1:])
     args, overrides = parse_args(argv)
     from recbole_famous.errors import UsageError, run_main
 

@@ -427,7 +427,7 @@ class Search:
         return best
 
 
-def parse_args(argv, parse_value):
+def parse_args(argv, parse_value=None):
     parser = argparse.ArgumentParser(prog="run_recbole_famous.py tune", description=__doc__.split("\n\n")[0],
                                      epilog="Any other --key=value is a config setting for every trial.\n\n"
                                      + "\n\n".join(__doc__.split("\n\n")[2:]).replace("``", "'"),
@@ -442,17 +442,14 @@ def parse_args(argv, parse_value):
     parser.add_argument("--tune_seed", type=int, default=None, help="hyperopt's seed (default: the config's seed)")
     parser.add_argument("--no_default", action="store_true", help="do not run the config's own values first")
     args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for arg in rest:
-        if not arg.startswith("--") or "=" not in arg:
-            raise UsageError(f"unrecognised argument '{arg}': settings are written --key=value")
-        key, value = arg[2:].split("=", 1)
-        overrides[key] = parse_value(value)
-    return args, overrides
+    from recbole_famous.config import parse_overrides  # the one parser of --key=value (also the main CLI's)
+
+    return args, parse_overrides(rest)
 
 
-def main(argv, parse_value) -> int:
-    """``run_recbole_famous.py tune ...``; ``parse_value`` reads a ``--key=value`` value as the main CLI does."""
+def main(argv, parse_value=None) -> int:
+    """``run_recbole_famous.py tune ...``; ``--key=value`` settings are read by ``config.parse_overrides``, the main
+    CLI's parser (``parse_value`` is accepted for older callers and not used)."""
     from recbole_famous.errors import run_main
 
     def body():
