@@ -59,6 +59,17 @@ def build(source: Path) -> Path:
     return path
 
 
+def load(path, argtypes: dict, dtypes=("f", "d")):
+    """The compiled library at ``path`` through ctypes, each ``<name>_<dtype>`` entry point of ``argtypes``
+    (``{name: [ctypes types]}``) declared with those arguments and no return value."""
+    lib = ctypes.CDLL(str(path))
+    for name, types in argtypes.items():
+        for suffix in dtypes:
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.argtypes, fn.restype = types, None
+    return lib
+
+
 def pointer(x):
     """A tensor's data pointer for ctypes (None for None)."""
     return None if x is None else ctypes.c_void_p(x.data_ptr())

@@ -35,11 +35,7 @@ class SpeKernels:
     """The two entry points with tensor arguments; outputs are allocated here."""
 
     def __init__(self, path):
-        self.lib = ctypes.CDLL(str(path))
-        for name, argtypes in _ARGTYPES.items():
-            for suffix in ("f", "d"):
-                fn = getattr(self.lib, f"{name}_{suffix}")
-                fn.argtypes, fn.restype = argtypes, None
+        self.lib = native.load(path, _ARGTYPES)
 
     @staticmethod
     def _check(s, t):

@@ -46,13 +46,9 @@ class CpuKernels:
     """The kernels with tensor arguments; outputs are allocated here."""
 
     def __init__(self, path):
-        self.lib = ctypes.CDLL(str(path))
+        self.lib = native.load(path, _ARGTYPES)
         self.lib.scan_block_size.restype = ctypes.c_int64
         self.block = self.lib.scan_block_size()
-        for name, argtypes in _ARGTYPES.items():
-            for suffix in ("f", "d"):
-                fn = getattr(self.lib, f"{name}_{suffix}")
-                fn.argtypes, fn.restype = argtypes, None
 
     def _fn(self, name, ref, *tensors):
         if ref.dtype not in (torch.float32, torch.float64) or ref.device.type != "cpu":
