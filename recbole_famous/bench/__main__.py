@@ -263,7 +263,8 @@ def _dispatch(args, argv, echo) -> int:
         failed = 0
         if not args.report_only:
             counts = runs.run_all(ablations.specs(profile, args.dataset, seeds, groups), args.out,
-                                  args.retry_failed, echo, threads=profile.threads)
+                                  args.retry_failed, echo, threads=profile.threads,
+                                  on_finished=_archiver(args, profile, echo))  # archived as each finishes
             failed = counts["failed"]
         paths = ablations.report(profile, args.dataset, seeds, args.out, _docs_dir(args, profile), groups, echo)
         with open(paths[0], "a", encoding="utf-8") as f:
