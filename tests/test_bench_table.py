@@ -179,6 +179,10 @@ def test_a_resumed_run_without_process_sums_is_marked():
     new["efficiency"].update(cpu_seconds_run=5000.0, processes=3)
     new["result"]["resumed_from"] = "saved/y.resume.pth"
     assert table.last_process_only(old) and not table.last_process_only(new)
+    uncounted = _rec("FamouSRec", 2, 0.07)  # resumed, but its earlier process kept no attempts.json
+    uncounted["efficiency"].update(cpu_seconds_run=70.0, processes=1)
+    uncounted["result"]["resumed_from"] = "saved/z.resume.pth"
+    assert table.last_process_only(uncounted)
     md = table.markdown([old, new], "converged")
     assert "| CPU s, whole run | 449 ‡ | 5,000 |" in md and "count only its last process" in md
 

@@ -36,10 +36,11 @@ PER_PROCESS = ("cpu_seconds_run",)  # summed over a resumed run's processes only
 
 
 def last_process_only(record) -> bool:
-    """A resumed run whose record predates the per-process sums (``worker.Attempts``): its CPU and wall seconds
-    are those of its last process only."""
+    """A resumed run whose earlier processes were not counted: its record predates the per-process sums
+    (``worker.Attempts``), or it counts one process only although it resumed (its earlier processes ran code that
+    kept no ``attempts.json``). Its CPU and wall seconds are those of its last process only."""
     resumed = bool((record.get("result") or {}).get("resumed_from"))
-    return resumed and "processes" not in (record.get("efficiency") or {})
+    return resumed and (record.get("efficiency") or {}).get("processes", 1) < 2
 
 
 def mean_std(values) -> tuple:
