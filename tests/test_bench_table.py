@@ -184,7 +184,7 @@ def test_a_resumed_run_without_process_sums_is_marked():
     uncounted["result"]["resumed_from"] = "saved/z.resume.pth"
     assert table.last_process_only(uncounted)
     md = table.markdown([old, new], "converged")
-    assert "| CPU s, whole run | 449 ‡ | 5,000 |" in md and "count only its last process" in md
+    assert "| CPU s, whole run | 449 ‡ | 5,000 |" in md and "its last process's only" in md
 
 
 def test_a_datasets_provenance_note_is_printed_under_its_heading():

@@ -186,8 +186,8 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
         lines.append("| best epoch (0-based) | " + " | ".join(best_ep) + " |")
         lines.append("")
         if partial:
-            lines += ["‡ a resumed run recorded before processes were summed: its CPU seconds count only its last "
-                      "process (a lower bound; train s / epoch is whole).", ""]
+            lines += ["‡ a resumed run whose earlier processes were not counted: its CPU seconds are its last "
+                      "process's only (a lower bound; train s / epoch is whole).", ""]
     machines = sorted({f"{r['machine']['cpus']} CPUs, torch threads {r['machine']['torch_threads']}, "
                        f"{r['machine']['device']}" for r in records if r.get("machine")})
     if machines:
