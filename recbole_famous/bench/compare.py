@@ -419,10 +419,11 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
     lines = [f"# Comparison: profile `{profile.name}`", "", f"Budget profile: {profile.description}.", "",
              "Test-set metrics, full ranking over all items, of each model's best validated epoch; mean ± sample std "
              "over the finished seeds (no ± with one seed); **bold** best, <u>underlined</u> second best among the "
-             f"finished models. The last column compares {ours} with the **best baseline chosen by validation "
-             f"NDCG@10**, not by test; its last row is a paired test over the test users (per-user NDCG@10, same "
-             "seed; two-sided Wilcoxon signed-rank and paired t test). A model whose runs have not finished is "
-             "listed with its state.", ""]
+             f"finished models. The last two columns compare {ours} with the **best learned baseline** and with the "
+             "**best reference rule** (a model that trains nothing), each chosen by **validation NDCG@10**, not by "
+             "test; their last row is a paired test over the test users (per-user NDCG@10, same seed; a rule, which "
+             "does not depend on the seed, with each seed of ours; two-sided Wilcoxon signed-rank and paired t "
+             "test). A model whose runs have not finished is listed with its state.", ""]
     quality, sig, curve_rows, files, failed = [], [], [], [], False
     for ds, models in groups.items():
         part = dataset_section(ds, models, ours, out_dir, doc_dir, profile.name, cache_dir, echo,
