@@ -204,13 +204,6 @@ class Trainer(compat.UserWeightedEvaluation, _RecBoleTrainer):
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
-        if self.one_pass:
-            self._epoch, self._batch = epoch_idx, 0
-            loss = self._one_pass(train_data)
-            self.epoch_seconds.append(time.perf_counter() - start)
-            self.train_loss[epoch_idx] = loss
-            self.epochs_done = epoch_idx + 1
-            return loss
         inner = loss_func or self.model.calculate_loss
         self._epoch, self._batch = epoch_idx, 0
 
@@ -220,7 +213,10 @@ class Trainer(compat.UserWeightedEvaluation, _RecBoleTrainer):
             self._check_losses(losses)
             return losses
 
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
+        if self.one_pass:
+            loss = self._one_pass(train_data)
+        else:
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         self.train_loss[epoch_idx] = loss
         self.epochs_done = epoch_idx + 1

@@ -132,8 +132,8 @@ def test_a_rule_checkpoint_serves_without_the_data(tiny, tmp_path):
     rec = Recommender(result["checkpoint"])
     tokens = rec.tokens
     model = trained.model
-    a = int(model.next_items[:, 0].nonzero()[0, 0])  # an item with at least one successor
-    top = tokens[int(model.next_items[a, 0])]
+    a = int(model.neighbours[:, 0].nonzero()[0, 0])  # an item with at least one successor
+    top = tokens[int(model.neighbours[a, 0])]
     (answer,) = rec.recommend([[tokens[a]]], top_n=3, exclude_seen=False)
     assert answer["items"][0] == top and answer["error"] is None
     assert not math.isnan(answer["scores"][0])

@@ -90,3 +90,27 @@ class ReferenceRule(SequentialRecommender):
     def last_items(self, item_seq, item_seq_len):
         """The most recent item of each history (RecBole pads on the right)."""
         return item_seq.gather(1, (item_seq_len - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+
+
+class NeighbourRule(ReferenceRule):
+    """A rule that keeps, per item, its ``rule_neighbours`` (default 100) weighted neighbours (buffers
+    ``neighbours``, ``weights``; zero-padded) and scores item j as the sum of j's weights as a neighbour of the
+    history's source items (``sources``: the last item for successors, every distinct item for co-occurrence)."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.k = int(config["rule_neighbours"] or 100)
+        self.register_buffer("neighbours", torch.zeros(self.n_items, self.k, dtype=torch.long))
+        self.register_buffer("weights", torch.zeros(self.n_items, self.k))
+
+    def sources(self, item_seq, item_seq_len):
+        """``(rows, items)``: which items of which history the neighbours are taken from."""
+        raise NotImplementedError
+
+    def rule_scores(self, item_seq, item_seq_len):
+        rows, items = self.sources(item_seq, item_seq_len)
+        scores = torch.zeros(item_seq.shape[0], self.n_items, device=item_seq.device)
+        scores.index_put_((rows.unsqueeze(1).expand(-1, self.k), self.neighbours[items]), self.weights[items],
+                          accumulate=True)
+        scores[:, 0] = 0.0  # the padding item (and the zero padding of the neighbour lists)
+        return scores

@@ -14,17 +14,11 @@ item and the evaluation does not exclude seen items: the plugin's protocol.
 
 import torch
 
-from recbole_famous.model.rules.base import ReferenceRule
+from recbole_famous.model.rules.base import NeighbourRule
 from recbole_famous.model.rules.sparse import cosine_neighbours
 
 
-class ItemCoOccurrence(ReferenceRule):
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.k = int(config["rule_neighbours"] or 100)
-        self.register_buffer("neighbours", torch.zeros(self.n_items, self.k, dtype=torch.long))
-        self.register_buffer("weights", torch.zeros(self.n_items, self.k))
-
+class ItemCoOccurrence(NeighbourRule):
     def fit(self, samples):
         users = torch.cat([samples.users, samples.users])
         items = torch.cat([samples.target, samples.seqs[:, 0]])
@@ -33,14 +27,8 @@ class ItemCoOccurrence(ReferenceRule):
         self.neighbours.copy_(neighbours)
         self.weights.copy_(weights)
 
-    def rule_scores(self, item_seq, item_seq_len):
-        batch = item_seq.shape[0]
-        seen = torch.zeros(batch, self.n_items, dtype=torch.bool, device=item_seq.device)
+    def sources(self, item_seq, item_seq_len):
+        seen = torch.zeros(item_seq.shape[0], self.n_items, dtype=torch.bool, device=item_seq.device)
         seen.scatter_(1, item_seq, True)
         seen[:, 0] = False
-        rows, items = seen.nonzero(as_tuple=True)  # each distinct history item once
-        scores = torch.zeros(batch, self.n_items, device=item_seq.device)
-        scores.index_put_((rows.unsqueeze(1).expand(-1, self.k), self.neighbours[items]), self.weights[items],
-                          accumulate=True)
-        scores[:, 0] = 0.0
-        return scores
+        return seen.nonzero(as_tuple=True)  # each distinct history item once

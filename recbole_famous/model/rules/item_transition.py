@@ -11,27 +11,17 @@ ranking is exact for every cut-off up to ``rule_neighbours``; a successor beyond
 
 import torch
 
-from recbole_famous.model.rules.base import ReferenceRule
+from recbole_famous.model.rules.base import NeighbourRule
 from recbole_famous.model.rules.sparse import top_k_rows
 
 
-class ItemTransition(ReferenceRule):
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.k = int(config["rule_neighbours"] or 100)
-        self.register_buffer("next_items", torch.zeros(self.n_items, self.k, dtype=torch.long))
-        self.register_buffer("next_counts", torch.zeros(self.n_items, self.k))
-
+class ItemTransition(NeighbourRule):
     def fit(self, samples):
         last = self.last_items(samples.seqs, samples.lens)
         keep = (samples.lens > 0) & (last > 0)
         items, counts = top_k_rows(last[keep], samples.target[keep], self.n_items, self.k, self.tie_break().cpu())
-        self.next_items.copy_(items)
-        self.next_counts.copy_(counts)
+        self.neighbours.copy_(items)
+        self.weights.copy_(counts)
 
-    def rule_scores(self, item_seq, item_seq_len):
-        last = self.last_items(item_seq, item_seq_len)
-        scores = torch.zeros(item_seq.shape[0], self.n_items, device=item_seq.device)
-        scores.scatter_add_(1, self.next_items[last], self.next_counts[last])
-        scores[:, 0] = 0.0
-        return scores
+    def sources(self, item_seq, item_seq_len):
+        return torch.arange(len(item_seq), device=item_seq.device), self.last_items(item_seq, item_seq_len)
