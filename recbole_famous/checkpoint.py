@@ -253,15 +253,18 @@ def check_data(ckpt, dataset) -> None:
 
 
 def check_state_dict(ckpt, model) -> None:
-    """Parameter names and shapes must match the model the config builds (never load into wrong shapes)."""
+    """Parameter names and shapes must match the model the config builds (never load into wrong shapes). A model
+    whose fitting sizes some buffers (``sized_by_fit``: a reference rule's sparse matrix) takes their sizes from
+    the checkpoint."""
     theirs = ckpt["state_dict"]
     ours = model.state_dict()
     missing = [k for k in ours if k not in theirs]
     unexpected = [k for k in theirs if k not in ours]
+    sized_by_fit = set(getattr(model, "sized_by_fit", ()))
     shapes = [
         f"{k} {tuple(theirs[k].shape)} in the checkpoint, {tuple(ours[k].shape)} now"
         for k in ours
-        if k in theirs and tuple(theirs[k].shape) != tuple(ours[k].shape)
+        if k in theirs and tuple(theirs[k].shape) != tuple(ours[k].shape) and k not in sized_by_fit
     ]
     if missing or unexpected or shapes:
         parts = []

@@ -91,10 +91,19 @@ def test_item_cooccurrence_equals_cosine_over_training_sets(tiny, tmp_path):
     for row in range(len(lens)):
         for h in set(seqs[row, : int(lens[row])].tolist()):
             expected[row] += cos[h]
-    expected += _popularity(parts, n)
+    pop = _popularity(parts, n)
     with torch.no_grad():
         got = trained.model.full_sort_predict(batch).view(len(lens), -1)
-    assert torch.allclose(got[:, 1:], expected[:, 1:], atol=1e-5)
+    assert got.dtype == torch.float64
+    assert torch.allclose(got[:, 1:].float(), expected[:, 1:], atol=1e-5)
+    # popularity orders equal cosine sums only: it never lifts an item above one with a larger sum
+    for row in range(len(lens)):
+        a, b = expected[row, 1:], got[row, 1:]
+        larger = (a[:, None] - a[None, :]) > 1e-5
+        assert bool((b[:, None] > b[None, :])[larger].all())
+        equal = (a[:, None] - a[None, :]).abs() < 1e-7
+        more_popular = (pop[1:][:, None] > pop[1:][None, :]) & equal
+        assert bool((b[:, None] > b[None, :])[more_popular].all())
 
 
 def test_recent_items_ranks_the_history_most_recent_first_then_popularity(tiny, tmp_path):
@@ -137,6 +146,36 @@ def test_a_rule_checkpoint_serves_without_the_data(tiny, tmp_path):
     (answer,) = rec.recommend([[tokens[a]]], top_n=3, exclude_seen=False)
     assert answer["items"][0] == top and answer["error"] is None
     assert not math.isnan(answer["scores"][0])
+
+
+def test_a_cooccurrence_checkpoint_serves_its_sparse_matrix(tiny, tmp_path):
+    """The matrix's size is the fitted model's: the checkpoint brings it into a model built without the data."""
+    result, trained = _trained("ItemCoOccurrence", tiny, tmp_path)
+    model = trained.model
+    assert model.values.numel() > 0
+    rec = Recommender(result["checkpoint"])
+    a = int(model.indptr.diff().argmax())  # the item with the most neighbours
+    lo, hi = int(model.indptr[a]), int(model.indptr[a + 1])
+    best = int(model.indices[lo:hi][model.values[lo:hi].argmax()])
+    (answer,) = rec.recommend([[rec.tokens[a]]], top_n=3, exclude_seen=False)
+    assert answer["items"][0] == rec.tokens[best] and answer["error"] is None
+
+
+def test_cooccurrence_with_k_neighbours_keeps_each_items_k_heaviest(tiny, tmp_path):
+    _, full = _trained("ItemCoOccurrence", tiny, tmp_path / "all")
+    _, top = _trained("ItemCoOccurrence", tiny, tmp_path / "k3", rule_neighbours=3)
+    n = full.model.n_items
+
+    def dense(m):
+        return torch.sparse_csr_tensor(m.indptr, m.indices, m.values, (n, n)).to_dense()
+
+    a, b = dense(full.model), dense(top.model)
+    assert int((b > 0).sum(1).max()) == 3 and int((a > 0).sum(1).max()) > 3
+    for i in range(n):
+        kept = b[i] > 0
+        assert torch.equal(b[i][kept], a[i][kept])  # the same weights, only fewer
+        if kept.any():
+            assert float(a[i][~kept].max()) <= float(b[i][kept].min())  # and the heaviest ones
 
 
 def test_recommend_all_users_exports_every_users_top_k(tiny, tmp_path):

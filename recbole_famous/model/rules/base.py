@@ -5,9 +5,13 @@ the constructor from the item count alone, so a checkpoint loads into a model bu
 ``fit_pass(train_dataset)``, which the plugin's trainer calls once instead of training (``is_one_pass``).
 
 Popularity: how often each item is the target of a training sample (the training split's interactions after each
-sequence's first item), as RecBole's ``Pop`` counts it. Every rule adds ``popularity / (max + 1)``, which lies in
-[0, 1), to its own integer-valued or rank-valued score: popularity orders the items the rule ties and backs the rule
-off where it has nothing to say. Items left tied after that (never a training target) keep RecBole's order of
+sequence's first item), as RecBole's ``Pop`` counts it. Every rule adds ``tie_scale * popularity / (max + 1)`` to its
+own score: popularity orders the items the rule ties and backs the rule off where it has nothing to say, and never
+outranks a difference in the rule's own score. For integer-valued or rank-valued scores (counts, positions)
+``tie_scale`` is 1, the tie-break lies in [0, 1) and the order is exactly (rule score, popularity). A rule with
+real-valued scores (cosine sums) sets ``tie_scale`` far below any difference its scores make (1e-9, scores in
+float64): added at scale 1, popularity would reorder the rule's own ranking (on OR it cost the co-occurrence rule a
+fifth of its validation NDCG@10). Items left tied after that (never a training target) keep RecBole's order of
 ``torch.topk``. The padding item 0 is never recommended (RecBole's full-sort evaluation sets its score to -inf).
 """
 
@@ -45,6 +49,7 @@ class ReferenceRule(SequentialRecommender):
 
     input_type = InputType.POINTWISE
     one_pass = True
+    tie_scale = 1.0  # 1 for integer-valued rule scores; far below their resolution for real-valued ones
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -65,7 +70,7 @@ class ReferenceRule(SequentialRecommender):
         """The rule's own statistics from the training samples (on the CPU); popularity is set already."""
 
     def tie_break(self) -> torch.Tensor:
-        """``popularity / (max + 1)``: in [0, 1), added to every rule's score."""
+        """``popularity / (max + 1)``: in [0, 1); times ``tie_scale``, added to every rule's score."""
         return self.popularity / (self.popularity.max() + 1)
 
     # ---- scoring ---------------------------------------------------------------------------------
@@ -78,7 +83,9 @@ class ReferenceRule(SequentialRecommender):
             raise UsageError(f"{type(self).__name__} has not been fitted: train it (one pass) or load a checkpoint")
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         scores = self.rule_scores(item_seq, item_seq_len)
-        return scores + self.tie_break().unsqueeze(0)
+        if self.tie_scale == 1.0:
+            return scores + self.tie_break().unsqueeze(0)
+        return scores.double() + self.tie_scale * self.tie_break().double().unsqueeze(0)
 
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)
