@@ -60,6 +60,15 @@ def test_plan_order_layering_and_keys(tmp_path):
     assert variant.overrides_dict()["use_router"] is False
 
 
+def test_a_model_that_trains_nothing_is_planned_with_one_seed(tmp_path):
+    """A rule does not depend on the seed: three seeds would be three identical runs, and a table listing two of
+    them as pending forever."""
+    specs = plan.plan(_profile(tmp_path), models=["ItemTransition", "Pop", "ItemKNN", "SASRec"], seeds=[1, 2, 3])
+    assert [(s.model, s.seed) for s in specs] == [("ItemTransition", 1), ("Pop", 1), ("ItemKNN", 1), ("SASRec", 1),
+                                                  ("SASRec", 2), ("SASRec", 3)]
+    assert plan.trains_nothing("ItemCoOccurrence") and not plan.trains_nothing("FamouSRec")
+
+
 def test_resume_never_reruns_a_finished_run(tmp_path):
     profile = _profile(tmp_path)
     specs = plan.plan(profile)

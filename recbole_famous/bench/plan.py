@@ -21,8 +21,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from recbole_famous.config import PROPS_DIR, read_yaml
+from recbole_famous.config import PROPS_DIR, find_model, read_yaml
 from recbole_famous.errors import UsageError
+from recbole_famous.model.rules import is_one_pass
 
 BENCH_PROPS = os.path.join(PROPS_DIR, "bench")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -144,16 +145,27 @@ def make_spec(profile: Profile, model: str, dataset: str, seed: int, variant: st
                    json.dumps(run_overrides(profile, model, seed, variant_keys, extra), sort_keys=True))
 
 
+def trains_nothing(model: str) -> bool:
+    """A model fitted in one pass without an optimiser (the reference rules, RecBole's Pop and ItemKNN): the seed
+    does not change it, so it is planned with the first seed only. Unknown names count as learned models (the run
+    reports them)."""
+    try:
+        return is_one_pass(find_model(model))
+    except UsageError:
+        return False
+
+
 def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None) -> list:
     """Model x dataset x seed runs. Order: dataset, then the i-th seed of every model, then models in the
-    given order; so the first seed of the whole model list on the first dataset finishes first."""
+    given order; so the first seed of the whole model list on the first dataset finishes first. A model that
+    trains nothing gets the first seed only (``trains_nothing``)."""
     models = list(models or profile.models)
     datasets = list(datasets or profile.datasets)
     if not models:
         raise UsageError(f"profile '{profile.name}' lists no models; pass --models")
     if not datasets:
         raise UsageError(f"profile '{profile.name}' lists no datasets; pass --datasets")
-    seed_lists = {m: list(seeds or profile.seeds_for(m)) for m in models}
+    seed_lists = {m: list(seeds or profile.seeds_for(m))[: 1 if trains_nothing(m) else None] for m in models}
     specs = []
     for dataset in datasets:
         for i in range(max(len(s) for s in seed_lists.values())):
