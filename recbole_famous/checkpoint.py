@@ -23,7 +23,7 @@ Refusals (``UsageError``, one line naming what differs): a file that is missing 
 model; another dataset; a changed config, compared key by key, where which keys may differ depends on the use:
 
 * ``eval`` (``--eval_only``, serving): environment keys (paths, device, logging), training-only keys (epochs,
-  learning rate, seed, ...) and inference-time keys (metrics, topk, FamouSRec's ``eval_top_k`` / ``force_expert``)
+  learning rate, seed, ...) and inference-time keys (metrics, topk; a model's own, which it names: ``model_roles``)
   may differ; everything else (architecture, data processing, protocol) must match;
 * ``resume``: only environment keys and the budget (``epochs``, ``stopping_step``) may differ.
 
@@ -53,7 +53,6 @@ ENV_KEYS = frozenset({
     "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "ip", "port", "offset", "worker",
     "log_wandb", "wandb_project", "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
     "eval_batch_size", "config_files",
-    "expert_parts",  # FamouSRec's experts on length-sorted parts of a batch: the same numbers for any count (tested)
     "table_note",  # a dataset's provenance note for the benchmark tables (props/dataset/*.yaml): text, not a setting
     "reference_rules",  # the rules the command line runs after a run as a yardstick (props/default_job.yaml)
 })
@@ -69,26 +68,42 @@ TRAIN_KEYS = frozenset({
     "epochs", "stopping_step", "learner", "learning_rate", "weight_decay", "clip_grad_norm", "train_batch_size",
     "eval_step", "seed", "reproducibility", "train_neg_sample_args", "loss_decimal_place", "require_pow", "shuffle",
     "enable_amp", "enable_scaler", "length_batches", "length_split",
-    # FamouSRec's training-only knobs (the auxiliary loss weights and their computation, experts active in training)
-    "lambda_spe", "mu_align", "gamma_balance", "train_top_k", "align_stop_grad", "spe_chunk_size", "spe_epsilon",
-    "spe_users", "spe_items",
 })
-# Keys an evaluation or a serving call may choose freely: what is measured, and how inference routes.
-INFERENCE_KEYS = frozenset({
-    "metrics", "topk", "valid_metric", "valid_metric_bigger", "metric_decimal_place", "eval_top_k", "force_expert",
-})
+# Keys an evaluation or a serving call may choose freely: what is measured.
+INFERENCE_KEYS = frozenset({"metrics", "topk", "valid_metric", "valid_metric_bigger", "metric_decimal_place"})
+# A model's own settings add to these sets by role: the model class answers ``settings_roles()`` (FamouSRec:
+# recbole_famous/model/famousrec_config.py), see ``model_roles``.
 # Keys a resumed run may change: its budget.
 RESUME_KEYS = frozenset({"epochs", "stopping_step"})
 # Keys added after checkpoints were first written, with the value that reproduces what those runs did: a checkpoint
 # without the key compares (and resumes) as if it held this value.
 LEGACY_VALUES = {"length_batches": False, "length_split": 0}
-# The same for keys of one model only (a checkpoint of another model never holds them).
-LEGACY_MODEL_VALUES = {"FamouSRec": {"expert_input": "window", "spe_users": 0, "spe_items": 0}}
+
+
+def model_roles(model) -> dict:
+    """What the model class called ``model`` says of its own settings (``settings_roles()``): ``{"training",
+    "inference", "environment": frozensets of keys, "legacy": {key: value}}``; empty sets for a model that says
+    nothing (RecBole's) or a name no longer known."""
+    from recbole_famous.config import find_model
+
+    empty = {"training": frozenset(), "inference": frozenset(), "environment": frozenset(), "legacy": {}}
+    try:
+        cls = find_model(str(model))
+    except UsageError:
+        return empty
+    ask = getattr(cls, "settings_roles", None)
+    return {**empty, **ask()} if ask else empty
+
+
+def env_keys(model) -> frozenset:
+    """Keys never part of a fingerprint: the environment's and the model's own (``model_roles``)."""
+    return ENV_KEYS | model_roles(model)["environment"]
 
 
 def legacy_values(model) -> dict:
-    """The legacy values that apply to a checkpoint of ``model``."""
-    return {**LEGACY_VALUES, **LEGACY_MODEL_VALUES.get(str(model), {})}
+    """The legacy values that apply to a checkpoint of ``model`` (a checkpoint of another model never holds a
+    model's own keys)."""
+    return {**LEGACY_VALUES, **model_roles(model)["legacy"]}
 
 # Settings that describe one process of a run, not the run: never stored, never replayed.
 _RUNTIME_SETTINGS = frozenset({"local_rank", "world_size", "ip", "port", "nproc", "offset", "device", "single_spec"})
@@ -100,7 +115,8 @@ def _canon(value) -> str:
 
 def fingerprint(config) -> dict:
     """Every final config value, canonicalised (json text), except the environment keys."""
-    return {k: _canon(v) for k, v in config.final_config_dict.items() if k not in ENV_KEYS}
+    skip = env_keys(config.final_config_dict.get("model"))
+    return {k: _canon(v) for k, v in config.final_config_dict.items() if k not in skip}
 
 
 def settings_of(config) -> dict:
@@ -192,7 +208,7 @@ def _legacy_meta(ckpt, path) -> dict:
         "model": final.get("model"),
         "dataset": final.get("dataset"),
         "settings": settings_of(config),
-        "fingerprint": {k: _canon(v) for k, v in final.items() if k not in ENV_KEYS},
+        "fingerprint": {k: _canon(v) for k, v in final.items() if k not in env_keys(final.get("model"))},
         "data": None,
         "epoch": ckpt.get("epoch"),
     }
@@ -215,7 +231,9 @@ def check_compatible(ckpt, config, use: str) -> None:
         raise UsageError(f"checkpoint {path} holds a {m['model']} model, not {config['model']}")
     if m["dataset"] != config["dataset"]:
         raise UsageError(f"checkpoint {path} was trained on dataset '{m['dataset']}', not '{config['dataset']}'")
-    allowed = (TRAIN_KEYS | INFERENCE_KEYS if use == "eval" else RESUME_KEYS) | DERIVED_KEYS
+    own = model_roles(m["model"])
+    allowed = (TRAIN_KEYS | INFERENCE_KEYS | own["training"] | own["inference"] if use == "eval" else RESUME_KEYS)
+    allowed |= DERIVED_KEYS
     theirs = {**{k: _canon(v) for k, v in legacy_values(m["model"]).items()}, **m["fingerprint"]}
     ours = fingerprint(config)
     diffs = []

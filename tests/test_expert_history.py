@@ -151,7 +151,7 @@ def test_spe_items_computes_l_spe_over_the_drawn_items_only():
 
 def test_a_famousrec_checkpoint_from_before_the_keys_loads_and_resumes_as_window(quick_overrides):
     """Checkpoints written before expert_input / expert_parts / spe_users / spe_items existed are read as what they
-    did (``checkpoint.LEGACY_MODEL_VALUES``); a SASRec checkpoint is not given FamouSRec's keys."""
+    did (the legacy values of ``famousrec_config``, ``checkpoint.model_roles``); a SASRec checkpoint is not given FamouSRec's keys."""
     from recbole_famous import checkpoint
     from recbole_famous.pipeline import build_config
 

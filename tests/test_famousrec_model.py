@@ -1,4 +1,5 @@
 """FamouSRec as a RecBole model: shapes, padding, gradients, sparse inference, config errors, yaml."""
+import dataclasses
 import os
 
 import pytest
@@ -7,7 +8,8 @@ import yaml
 
 from famousrec_fakes import make_batch, make_model
 from recbole_famous.errors import UsageError
-from recbole_famous.model.famousrec import DEFAULTS
+from recbole_famous.model import famousrec_yaml
+from recbole_famous.model.famousrec_config import FamouSRecConfig
 
 FAST = ["attention", "gru", "mlp"]  # the mamba expert is covered by the tests that name it
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,12 +136,28 @@ def test_bad_config_is_one_clear_error(overrides, message):
         make_model(**{"experts": FAST, **overrides})
 
 
-def test_yaml_lists_every_knob_with_the_code_defaults():
-    with open(os.path.join(ROOT, "props", "model", "FamouSRec.yaml")) as fh:
-        props = yaml.safe_load(fh)
-    assert set(props) == set(DEFAULTS) - {"loss_type"}  # loss_type comes from props/overall.yaml
+def test_yaml_is_generated_from_the_settings_declared_once():
+    """props/model/FamouSRec.yaml is the generator's text, and it parses to the dataclass's defaults."""
+    with open(os.path.join(ROOT, famousrec_yaml.YAML_PATH)) as fh:
+        text = fh.read()
+    assert text == famousrec_yaml.yaml_text()
+    props = yaml.safe_load(text)
+    defaults = dataclasses.asdict(FamouSRecConfig())
+    assert set(props) == set(defaults) - {"loss_type"}  # loss_type comes from props/overall.yaml
     for key, value in props.items():
-        assert value == DEFAULTS[key], key
+        assert value == defaults[key], key
+
+
+def test_settings_have_roles_that_the_checkpoint_checks_use():
+    from recbole_famous import checkpoint
+
+    roles = checkpoint.model_roles("FamouSRec")
+    assert {"lambda_spe", "spe_users", "train_top_k"} <= roles["training"]
+    assert roles["inference"] == {"eval_top_k", "force_expert"}
+    assert roles["environment"] == {"expert_parts"}
+    assert roles["legacy"] == {"expert_input": "window", "spe_users": 0, "spe_items": 0}
+    assert checkpoint.model_roles("SASRec")["training"] == frozenset()
+    assert "expert_parts" in checkpoint.env_keys("FamouSRec") and "expert_parts" not in checkpoint.env_keys("SASRec")
 
 
 def test_registered_in_the_model_package():

@@ -27,7 +27,8 @@ expert(s). ``force_expert`` (an index or a kind name in ``experts``) serves ever
 expert at inference (paper Table 5). ``expert_usage_share()`` reports which expert served which
 share of users since the last ``reset_expert_usage()``.
 
-Every knob is a key of ``props/model/FamouSRec.yaml``; the defaults below match that file.
+Every knob is a key of ``props/model/FamouSRec.yaml``, generated from ``famousrec_config.py``, which declares each
+once (default, allowed values, role, doc line) and validates it once.
 
 Decisions the paper leaves open (default first; see ``benchmarks/ablate_famousrec_decisions.py``):
 
@@ -72,67 +73,47 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_famous.errors import UsageError
 from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
-from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams, MambaExpert
+from recbole_famous.model.experts import ExpertParams, MambaExpert
+from recbole_famous.model.famousrec_config import FamouSRecConfig, roles
 from recbole_famous.model.losses import (alignment_loss, load_balance_loss, others_target, specialization_loss,
                                          switch_balance_loss)
-from recbole_famous.model.mixture import TRAIN_ROUTINGS, MoELayer
-from recbole_famous.model.history import EXPERT_INPUTS
-from recbole_famous.model.router import FILTER_INITS, GATE_INPUTS
+from recbole_famous.model.mixture import MoELayer
 from recbole_famous.model.padding import right_to_left_pad
-
-DEFAULTS = {
-    "experts": ["attention", "gru", "mamba", "mlp"], "n_layers": 1,
-    "hidden_size": 64, "inner_size": 256, "n_heads": 2, "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5,
-    "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02,
-    "d_state": 32, "d_conv": 4, "expand": 2,
-    "train_top_k": None, "eval_top_k": 1, "temperature": 1.0,
-    "lambda_spe": 0.1, "mu_align": 0.1, "gamma_balance": 0.1,
-    "use_router": True, "frequency_learning": True, "force_expert": None,
-    "gate_summary": "last", "gate_hidden_size": 0, "filter_init": "fmlp", "inter_layer": "residual",
-    "align_stop_grad": True, "gate_input": "components", "train_routing": "dense", "balance_loss": "paper",
-    "align_target": "mixture", "dropout_position": "embedding", "diagnostics_users": 2048, "expert_input": "window", "expert_parts": 8, "spe_users": 0, "spe_items": 0,
-    "spe_mode": "exact", "spe_chunk_size": 256, "spe_epsilon": 1e-6, "loss_type": "CE",
-}
-
-
-def _get(config, key):
-    try:
-        value = config[key]
-    except KeyError:
-        value = None
-    return DEFAULTS[key] if value is None else value
-
 
 class FamouSRec(SequentialRecommender):
     """FamouSRec on RecBole's sequential protocol; see the module docstring for the equations."""
 
+    @staticmethod
+    def settings_roles() -> dict:
+        """The roles of the model's settings (training only, inference, environment; legacy values), which the
+        checkpoint checks ask for: ``famousrec_config.roles``."""
+        return roles()
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        c = {key: _get(config, key) for key in DEFAULTS}
-        self._check(c)
-        self.kinds = list(c["experts"])
-        self.n_experts, self.n_layers = len(self.kinds), int(c["n_layers"])
-        self.train_top_k = int(c["train_top_k"] or self.n_experts)
-        self.eval_top_k = int(c["eval_top_k"])
-        self.temperature = float(c["temperature"])
-        self.lambda_spe, self.mu_align = float(c["lambda_spe"]), float(c["mu_align"])
-        self.gamma_balance = float(c["gamma_balance"])
-        self.use_router = bool(c["use_router"])
-        self.force_expert = self._expert_index(c["force_expert"])
-        self.inter_layer, self.align_stop_grad = c["inter_layer"], bool(c["align_stop_grad"])
-        self.balance_loss, self.align_target = c["balance_loss"], c["align_target"]
-        after = c["dropout_position"] == "components"
-        self.spe_mode = c["spe_mode"]
-        self.spe_chunk_size, self.spe_epsilon = int(c["spe_chunk_size"]), float(c["spe_epsilon"])
-        self.spe_users, self.spe_items = int(c["spe_users"]), int(c["spe_items"])
-        self.initializer_range = float(c["initializer_range"])
-        self.diagnostics_users = int(c["diagnostics_users"])
-        d = self.hidden_size = int(c["hidden_size"])
-        params = ExpertParams(d, int(c["inner_size"]), int(c["n_heads"]), float(c["hidden_dropout_prob"]),
-                              float(c["attn_dropout_prob"]), c["hidden_act"], float(c["layer_norm_eps"]),
-                              int(c["d_state"]), int(c["d_conv"]), int(c["expand"]))
+        self.settings = cfg = FamouSRecConfig.from_recbole(config)  # validated once, there
+        self.kinds = list(cfg.experts)
+        self.n_experts, self.n_layers = len(self.kinds), int(cfg.n_layers)
+        self.train_top_k = int(cfg.train_top_k or self.n_experts)
+        self.eval_top_k = int(cfg.eval_top_k)
+        self.temperature = float(cfg.temperature)
+        self.lambda_spe, self.mu_align = float(cfg.lambda_spe), float(cfg.mu_align)
+        self.gamma_balance = float(cfg.gamma_balance)
+        self.use_router = bool(cfg.use_router)
+        self.force_expert = cfg.force_expert_index()
+        self.inter_layer, self.align_stop_grad = cfg.inter_layer, bool(cfg.align_stop_grad)
+        self.balance_loss, self.align_target = cfg.balance_loss, cfg.align_target
+        after = cfg.dropout_position == "components"
+        self.spe_mode = cfg.spe_mode
+        self.spe_chunk_size, self.spe_epsilon = int(cfg.spe_chunk_size), float(cfg.spe_epsilon)
+        self.spe_users, self.spe_items = int(cfg.spe_users), int(cfg.spe_items)
+        self.initializer_range = float(cfg.initializer_range)
+        self.diagnostics_users = int(cfg.diagnostics_users)
+        d = self.hidden_size = int(cfg.hidden_size)
+        params = ExpertParams(d, int(cfg.inner_size), int(cfg.n_heads), float(cfg.hidden_dropout_prob),
+                              float(cfg.attn_dropout_prob), cfg.hidden_act, float(cfg.layer_norm_eps),
+                              int(cfg.d_state), int(cfg.d_conv), int(cfg.expand))
 
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
@@ -141,64 +122,16 @@ class FamouSRec(SequentialRecommender):
         self.embedding_dropout = nn.Identity() if after else self.dropout
         self.layers = nn.ModuleList(
             MoELayer(self.kinds, params, self.max_seq_length, use_router=self.use_router,
-                     frequency_learning=bool(c["frequency_learning"]), gate_summary=c["gate_summary"],
-                     gate_hidden_size=int(c["gate_hidden_size"]), filter_init=c["filter_init"],
-                     gate_input=c["gate_input"], train_routing=c["train_routing"],
+                     frequency_learning=bool(cfg.frequency_learning), gate_summary=cfg.gate_summary,
+                     gate_hidden_size=int(cfg.gate_hidden_size), filter_init=cfg.filter_init,
+                     gate_input=cfg.gate_input, train_routing=cfg.train_routing,
                      component_dropout=params.hidden_dropout_prob if after else 0.0,
-                     expert_input=c["expert_input"], expert_parts=int(c["expert_parts"]))
+                     expert_input=cfg.expert_input, expert_parts=int(cfg.expert_parts))
             for _ in range(self.n_layers))
         n_between = self.n_layers - 1 if self.inter_layer == "residual" else 0
         self.between_norms = nn.ModuleList(nn.LayerNorm(d, eps=params.layer_norm_eps) for _ in range(n_between))
         self.register_buffer("expert_usage", torch.zeros(self.n_layers, self.n_experts), persistent=False)
         self._init_weights()
-
-    # ---- configuration -------------------------------------------------------------------------
-    def _check(self, c):
-        kinds = c["experts"]
-        if isinstance(kinds, str) or not kinds:
-            raise UsageError(f"FamouSRec: 'experts' must be a non-empty list of {list(EXPERT_KINDS)}, got {kinds!r}")
-        unknown = [k for k in kinds if k not in EXPERT_KINDS]
-        if unknown:
-            raise UsageError(f"FamouSRec: unknown expert kind(s) {unknown}; known: {list(EXPERT_KINDS)}")
-        n = len(kinds)
-        for key in ("train_top_k", "eval_top_k"):
-            if c[key] is not None and not 1 <= int(c[key]) <= n:
-                raise UsageError(f"FamouSRec: {key} must be between 1 and {n} (the number of experts), got {c[key]}")
-        if int(c["n_layers"]) < 1:
-            raise UsageError(f"FamouSRec: n_layers must be >= 1, got {c['n_layers']}")
-        if c["inter_layer"] not in ("residual", "none"):
-            raise UsageError(f"FamouSRec: inter_layer must be 'residual' or 'none', got {c['inter_layer']!r}")
-        if c["gate_summary"] not in ("last", "mean"):
-            raise UsageError(f"FamouSRec: gate_summary must be 'last' or 'mean', got {c['gate_summary']!r}")
-        if c["filter_init"] not in FILTER_INITS:
-            raise UsageError(f"FamouSRec: filter_init must be one of {list(FILTER_INITS)}, got {c['filter_init']!r}")
-        choices = {"gate_input": GATE_INPUTS, "train_routing": TRAIN_ROUTINGS, "balance_loss": ("paper", "switch"),
-                   "align_target": ("mixture", "others"), "dropout_position": ("embedding", "components"),
-                   "expert_input": EXPERT_INPUTS}
-        for key, allowed in choices.items():
-            if c[key] not in allowed:
-                raise UsageError(f"FamouSRec: {key} must be one of {list(allowed)}, got {c[key]!r}")
-        if c["spe_mode"] not in ("exact", "sampled"):
-            raise UsageError(f"FamouSRec: spe_mode must be 'exact' or 'sampled', got {c['spe_mode']!r}")
-        for key in ("expert_parts", "spe_users", "spe_items"):
-            if int(c[key]) < (1 if key == "expert_parts" else 0):
-                raise UsageError(f"FamouSRec: {key} must be >= {1 if key == 'expert_parts' else 0}, got {c[key]}")
-        if c["loss_type"] != "CE":
-            raise UsageError(f"FamouSRec: only loss_type CE is supported (Eq. 15), got {c['loss_type']!r}")
-        if float(c["temperature"]) <= 0:
-            raise UsageError(f"FamouSRec: temperature must be > 0, got {c['temperature']}")
-
-    def _expert_index(self, value):
-        if value is None:
-            return None
-        if isinstance(value, str) and not value.lstrip("-").isdigit():
-            if value not in self.kinds:
-                raise UsageError(f"FamouSRec: force_expert {value!r} is not in experts {self.kinds}")
-            return self.kinds.index(value)
-        index = int(value)
-        if not 0 <= index < len(self.kinds):
-            raise UsageError(f"FamouSRec: force_expert index {index} out of range for {len(self.kinds)} experts")
-        return index
 
     def _init_weights(self):
         """SASRec's init (normal(0, initializer_range), LayerNorm 1/0), GRU4Rec's xavier for GRUs.
