@@ -22,6 +22,17 @@ class FakeDataset:
         return self.n_items
 
 
+def settings(n_experts=None, **overrides):
+    """FamouSRec's settings for a router or a layer on its own: small, no dropout; ``n_experts`` mlp experts (the
+    router reads only their number) unless ``experts`` is given."""
+    from recbole_famous.model.famousrec_config import FamouSRecConfig
+    small = {"hidden_size": 8, "inner_size": 16, "n_heads": 2, "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0,
+             "d_state": 4, "d_conv": 4, "expand": 2}
+    if n_experts is not None:
+        small["experts"] = ["mlp"] * n_experts
+    return FamouSRecConfig(**{**small, **overrides})
+
+
 def make_model(n_items=30, max_len=8, **overrides):
     from recbole_famous.model.famousrec import FamouSRec
     cfg = {"MAX_ITEM_LIST_LENGTH": max_len, "hidden_size": 16, "inner_size": 32, "n_heads": 2,

@@ -8,7 +8,7 @@ the attention and MLP experts, which already ignore the padding, give the same n
 import pytest
 import torch
 
-from famousrec_fakes import make_batch, make_model
+from famousrec_fakes import make_batch, make_model, settings
 from recbole_famous.errors import UsageError
 from recbole_famous.model.experts import ExpertParams, build_expert
 from recbole_famous.model.history import encode_history, left_to_right, length_parts, right_to_left
@@ -184,8 +184,8 @@ def test_history_layer_equals_the_window_components_read_at_the_real_positions(r
     from recbole_famous.model.mixture import MoELayer
     torch.manual_seed(0)
     n, d, lengths = 9, 8, [9, 4, 1, 6, 2, 9, 3]
-    layer = MoELayer(KINDS, ExpertParams(d, 16, 2, 0.0, 0.0, d_state=4), n, expert_input="history",
-                     expert_parts=3, **router).double().train()
+    layer = MoELayer(settings(experts=list(KINDS), hidden_size=d, expert_input="history", expert_parts=3, **router),
+                     n).double().train()
     x, mask, lengths = _left_padded(lengths, n=n, d=d)
     x = (x * mask.unsqueeze(-1)).double()  # FamouSRec zeroes the padding before each router
     out = layer(x, mask, top_k=4, last_only=True, need_pairs="exact")

@@ -7,6 +7,7 @@ from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams, build_exper
 from recbole_famous.model.mixture import MoELayer, dense_mix, sparse_dispatch, top_k_gates
 from recbole_famous.model.padding import right_to_left_pad
 from recbole_famous.model.router import FrequencyRouter
+from famousrec_fakes import settings
 
 P = ExpertParams(hidden_size=8, inner_size=16, n_heads=2, hidden_dropout_prob=0.0, attn_dropout_prob=0.0,
                  d_state=4, d_conv=4, expand=2)
@@ -28,7 +29,7 @@ def test_right_to_left_pad():
 
 
 def test_all_ones_filter_returns_the_input():
-    router = FrequencyRouter(3, N, 8)
+    router = FrequencyRouter(settings(3), N)
     with torch.no_grad():
         router.filters.zero_()
         router.filters[..., 0] = 1.0  # Q_j = 1 + 0i everywhere
@@ -41,7 +42,7 @@ def test_all_ones_filter_returns_the_input():
 
 def test_filter_acts_per_frequency():
     """A filter keeping only frequency 0 gives each channel's mean over the sequence (ortho FFT)."""
-    router = FrequencyRouter(1, N, 8)
+    router = FrequencyRouter(settings(1), N)
     with torch.no_grad():
         router.filters.zero_()
         router.filters[:, 0, :, 0] = 1.0
@@ -53,7 +54,7 @@ def test_filter_acts_per_frequency():
 @pytest.mark.parametrize("summary", ["last", "mean"])
 @pytest.mark.parametrize("freq", [True, False])
 def test_router_shapes_and_user_level_gates(summary, freq):
-    router = FrequencyRouter(4, N, 8, frequency_learning=freq, gate_summary=summary, gate_hidden_size=5)
+    router = FrequencyRouter(settings(4, frequency_learning=freq, gate_summary=summary, gate_hidden_size=5), N)
     h, mask = left_padded()
     comps, logits = router(h, mask)
     assert comps.shape == (4, 4, N, 8) and logits.shape == (4, 4)
@@ -90,7 +91,7 @@ def test_top_k_gates():
 
 def _layer(kinds=("attention", "gru", "mamba", "mlp")):
     torch.manual_seed(0)
-    return MoELayer(list(kinds), P, N).eval()
+    return MoELayer(settings(experts=list(kinds)), N).eval()
 
 
 @pytest.mark.parametrize("last_only", [False, True])
@@ -146,7 +147,7 @@ def test_force_expert_and_router_off():
         comps, _ = layer.router(x, mask)
         assert torch.allclose(forced.hidden, layer.experts[2](comps[:, 2], mask), atol=1e-6)
         assert forced.chosen.tolist() == [2] * 4
-    off = MoELayer(["mlp", "gru"], P, N, use_router=False).eval()
+    off = MoELayer(settings(experts=["mlp", "gru"], use_router=False), N).eval()
     assert off.router.gate is None
     with torch.no_grad():
         out = off(x, mask, top_k=1)

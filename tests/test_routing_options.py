@@ -3,7 +3,7 @@ load balance, L_al's 'others' target, dropout after the filters, band-initialise
 import pytest
 import torch
 
-from famousrec_fakes import make_batch, make_model
+from famousrec_fakes import make_batch, make_model, settings
 from recbole_famous.model.losses import others_target, switch_balance_loss
 from recbole_famous.model.mixture import switch_gates
 from recbole_famous.model.router import FrequencyRouter, band_init
@@ -13,7 +13,7 @@ N, D = 8, 6
 
 def _router(**kw):
     torch.manual_seed(0)
-    return FrequencyRouter(3, N, D, **kw)
+    return FrequencyRouter(settings(3, hidden_size=D, use_router=kw.pop("with_gate", True), **kw), N)
 
 
 def test_band_energy_gate_is_sign_invariant_and_components_gate_is_odd():

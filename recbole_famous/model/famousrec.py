@@ -74,7 +74,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
-from recbole_famous.model.experts import ExpertParams, MambaExpert
+from recbole_famous.model.experts import MambaExpert
 from recbole_famous.model.famousrec_config import FamouSRecConfig, roles
 from recbole_famous.model.losses import (alignment_loss, load_balance_loss, others_target, specialization_loss,
                                          switch_balance_loss)
@@ -111,23 +111,14 @@ class FamouSRec(SequentialRecommender):
         self.initializer_range = float(cfg.initializer_range)
         self.diagnostics_users = int(cfg.diagnostics_users)
         d = self.hidden_size = int(cfg.hidden_size)
-        params = ExpertParams(d, int(cfg.inner_size), int(cfg.n_heads), float(cfg.hidden_dropout_prob),
-                              float(cfg.attn_dropout_prob), cfg.hidden_act, float(cfg.layer_norm_eps),
-                              int(cfg.d_state), int(cfg.d_conv), int(cfg.expand))
+        params = cfg.expert_params()
 
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.emb_norm = nn.LayerNorm(d, eps=params.layer_norm_eps)
         self.dropout = nn.Dropout(params.hidden_dropout_prob)
         self.embedding_dropout = nn.Identity() if after else self.dropout
-        self.layers = nn.ModuleList(
-            MoELayer(self.kinds, params, self.max_seq_length, use_router=self.use_router,
-                     frequency_learning=bool(cfg.frequency_learning), gate_summary=cfg.gate_summary,
-                     gate_hidden_size=int(cfg.gate_hidden_size), filter_init=cfg.filter_init,
-                     gate_input=cfg.gate_input, train_routing=cfg.train_routing,
-                     component_dropout=params.hidden_dropout_prob if after else 0.0,
-                     expert_input=cfg.expert_input, expert_parts=int(cfg.expert_parts))
-            for _ in range(self.n_layers))
+        self.layers = nn.ModuleList(MoELayer(cfg, self.max_seq_length) for _ in range(self.n_layers))
         n_between = self.n_layers - 1 if self.inter_layer == "residual" else 0
         self.between_norms = nn.ModuleList(nn.LayerNorm(d, eps=params.layer_norm_eps) for _ in range(n_between))
         self.register_buffer("expert_usage", torch.zeros(self.n_layers, self.n_experts), persistent=False)

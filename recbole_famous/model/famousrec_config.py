@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from recbole_famous.errors import UsageError
-from recbole_famous.model.experts import EXPERT_KINDS
+from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams
 from recbole_famous.model.history import EXPERT_INPUTS
 from recbole_famous.model.mixture import TRAIN_ROUTINGS
 from recbole_famous.model.router import FILTER_INITS, GATE_INPUTS
@@ -161,6 +161,12 @@ class FamouSRecConfig:
             if value is not None:
                 values[f.name] = value
         return cls(**values)
+
+    def expert_params(self) -> ExpertParams:
+        """The hyper-parameters every expert kind reads."""
+        return ExpertParams(int(self.hidden_size), int(self.inner_size), int(self.n_heads),
+                            float(self.hidden_dropout_prob), float(self.attn_dropout_prob), self.hidden_act,
+                            float(self.layer_norm_eps), int(self.d_state), int(self.d_conv), int(self.expand))
 
     def force_expert_index(self) -> int | None:
         """``force_expert`` as an index into ``experts`` (it may be given as a kind name)."""

@@ -36,8 +36,8 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from recbole_famous.model.experts import ExpertParams, build_expert
-from recbole_famous.model.history import EXPERT_INPUTS, encode_history, left_to_right, length_parts
+from recbole_famous.model.experts import build_expert
+from recbole_famous.model.history import encode_history, left_to_right, length_parts
 from recbole_famous.model.router import FrequencyRouter
 
 TRAIN_ROUTINGS = ("dense", "switch")
@@ -109,25 +109,22 @@ class MoELayer(nn.Module):
     serves every user with that expert, as in the paper's Table 5.
     """
 
-    def __init__(self, kinds: List[str], params: ExpertParams, max_len: int, *, use_router: bool = True,
-                 frequency_learning: bool = True, gate_summary: str = "last", gate_hidden_size: int = 0,
-                 filter_init: str = "fmlp", gate_input: str = "components", train_routing: str = "dense",
-                 component_dropout: float = 0.0, expert_input: str = "window", expert_parts: int = 1):
+    def __init__(self, cfg, max_len: int):
+        """``cfg``: FamouSRec's settings whole (``famousrec_config.FamouSRecConfig``, validated there): the
+        ``experts``, their hyper-parameters (``cfg.expert_params()``), the router's settings, ``train_routing``,
+        ``expert_input`` / ``expert_parts``, and ``dropout_position: components`` (hidden dropout on each
+        component after the filters)."""
         super().__init__()
-        if train_routing not in TRAIN_ROUTINGS:
-            raise ValueError(f"train_routing must be one of {TRAIN_ROUTINGS}, got {train_routing!r}")
-        if expert_input not in EXPERT_INPUTS:
-            raise ValueError(f"expert_input must be one of {EXPERT_INPUTS}, got {expert_input!r}")
-        self.expert_input, self.expert_parts = expert_input, max(1, int(expert_parts))
-        self.train_routing = train_routing
-        self.component_dropout = nn.Dropout(component_dropout) if component_dropout > 0 else None
-        self.kinds = list(kinds)
+        self.expert_input, self.expert_parts = cfg.expert_input, max(1, int(cfg.expert_parts))
+        self.train_routing = cfg.train_routing
+        params = cfg.expert_params()
+        after = cfg.dropout_position == "components"
+        self.component_dropout = nn.Dropout(params.hidden_dropout_prob) if after and params.hidden_dropout_prob > 0 \
+            else None
+        self.kinds = list(cfg.experts)
         self.n_experts = len(self.kinds)
-        self.use_router = use_router
-        self.router = FrequencyRouter(self.n_experts, max_len, params.hidden_size, with_gate=use_router,
-                                      frequency_learning=frequency_learning, gate_summary=gate_summary,
-                                      gate_hidden_size=gate_hidden_size, filter_init=filter_init,
-                                      gate_input=gate_input)
+        self.use_router = bool(cfg.use_router)
+        self.router = FrequencyRouter(cfg, max_len)
         self.experts = nn.ModuleList(build_expert(kind, params) for kind in self.kinds)
 
     @staticmethod

@@ -55,20 +55,18 @@ class FrequencyRouter(nn.Module):
     ``(components, gate_logits)``: (B, K, n, d) and (B, K). ``with_gate=False`` builds no gate.
     """
 
-    def __init__(self, n_experts: int, max_len: int, hidden_size: int, *, with_gate: bool = True,
-                 frequency_learning: bool = True, gate_summary: str = "last", gate_hidden_size: int = 0,
-                 filter_init: str = "fmlp", gate_input: str = "components"):
+    def __init__(self, cfg, max_len: int):
+        """``cfg``: FamouSRec's settings whole (``famousrec_config.FamouSRecConfig``, validated there): K = the
+        number of ``experts``; ``hidden_size``; ``use_router`` (False builds no gate); ``frequency_learning``,
+        ``gate_summary``, ``gate_hidden_size``, ``filter_init``, ``gate_input``."""
         super().__init__()
-        if gate_input not in GATE_INPUTS:
-            raise ValueError(f"gate_input must be one of {GATE_INPUTS}, got {gate_input!r}")
+        n_experts, hidden_size, with_gate = len(cfg.experts), int(cfg.hidden_size), bool(cfg.use_router)
+        frequency_learning, filter_init, gate_input = bool(cfg.frequency_learning), cfg.filter_init, cfg.gate_input
+        gate_hidden_size = int(cfg.gate_hidden_size)
         self.gate_input = gate_input
-        if gate_summary not in ("last", "mean"):
-            raise ValueError(f"gate_summary must be 'last' or 'mean', got {gate_summary!r}")
-        if filter_init not in FILTER_INITS:
-            raise ValueError(f"filter_init must be one of {FILTER_INITS}, got {filter_init!r}")
         self.n_experts, self.max_len, self.hidden_size = n_experts, max_len, hidden_size
         self.frequency_learning = frequency_learning
-        self.gate_summary = gate_summary
+        self.gate_summary = cfg.gate_summary
         n_freq = max_len // 2 + 1
         if frequency_learning:
             # Complex Q_j stored as (real, imag) pairs: (K, n//2+1, d, 2).
