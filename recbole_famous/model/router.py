@@ -52,7 +52,7 @@ class FrequencyRouter(nn.Module):
     """K expert components of ``H`` and the user-level gate logits over them (Eqs. 2-6).
 
     ``forward(h, mask)`` with ``h`` (B, n, d) and ``mask`` (B, n) bool (True on real items) returns
-    ``(components, gate_logits)``: (B, K, n, d) and (B, K). ``with_gate=False`` builds no gate.
+    ``(components, gate_logits)``: (B, K, n, d) and (B, K). ``use_router: False`` builds no gate.
     """
 
     def __init__(self, cfg, max_len: int):
