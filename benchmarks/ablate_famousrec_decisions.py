@@ -11,13 +11,11 @@ import argparse
 import json
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import yaml  # noqa: E402
+import yaml
 
-from recbole_famous.runner import run  # noqa: E402
+from recbole_famous.runner import run
 
 LOSS_LINE = re.compile(r"epoch (\d+) training .*?train_loss1: ([\d.]+), train_loss2: ([\d.]+), "
                        r"train_loss3: ([\d.]+), train_loss4: ([\d.]+)")

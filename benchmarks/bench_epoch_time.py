@@ -11,13 +11,11 @@ and its ratio to SASRec.
 import argparse
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import recbole_famous  # noqa: E402,F401  (RecBole compatibility fixes first)
-import torch  # noqa: E402
+import recbole_famous  # noqa: F401  (RecBole compatibility fixes first)
+import torch
 
 
 def main():

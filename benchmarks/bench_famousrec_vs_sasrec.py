@@ -19,13 +19,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import recbole_famous  # noqa: E402,F401  (RecBole compatibility fixes first)
-import torch  # noqa: E402
+import recbole_famous  # noqa: F401  (RecBole compatibility fixes first)
+import torch
 
 
 def build(model_name, dataset, overrides, data=None):

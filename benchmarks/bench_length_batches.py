@@ -22,15 +22,13 @@ import argparse
 import contextlib
 import os
 import platform
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import recbole_famous  # noqa: E402,F401  (RecBole compatibility fixes first)
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import recbole_famous  # noqa: F401  (RecBole compatibility fixes first)
+import torch
+import yaml
 
 
 def parse_spec(spec: str):

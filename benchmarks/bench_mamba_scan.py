@@ -10,17 +10,14 @@ scan kernel's forward and backward timed alone on tensors of the block's sizes, 
 the projections, the convolution and the element-wise ops.
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from recbole_famous.model.mamba import MambaBlock  # noqa: E402
-from recbole_famous.model.mamba.scan import load_extension  # noqa: E402
+from recbole_famous.model.mamba import MambaBlock
+from recbole_famous.model.mamba.scan import load_extension
 
 
 def median_time(fn, repeats, warmup=1, cpu=False):

@@ -24,11 +24,10 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from recbole_famous.model.mamba import scan, scan_torch  # noqa: E402
+from recbole_famous.model.mamba import scan, scan_torch
 
 NO_KERNEL = {"view", "_unsafe_view", "select", "slice", "unsqueeze", "squeeze", "expand", "as_strided", "t",
              "transpose", "permute", "alias", "empty", "empty_like", "empty_strided", "new_empty", "detach",

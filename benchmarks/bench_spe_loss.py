@@ -16,17 +16,14 @@ the gradients' elementwise passes): what a fused kernel could and could not save
     python benchmarks/bench_spe_loss.py --items 9923 --mode sampled --profile
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from recbole_famous.model.losses import BLOCK_VALUES, KERNEL_BLOCK_VALUES, specialization_loss  # noqa: E402
+from recbole_famous.model.losses import BLOCK_VALUES, KERNEL_BLOCK_VALUES, specialization_loss
 
 
 def cpu_ms(fn, repeats):

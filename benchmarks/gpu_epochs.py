@@ -25,11 +25,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import recbole_famous  # noqa: E402,F401  (RecBole compatibility fixes first)
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import recbole_famous  # noqa: F401  (RecBole compatibility fixes first)
+import torch
+import yaml
 
 
 def parse_model(spec: str) -> tuple[str, dict]:

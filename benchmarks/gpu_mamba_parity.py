@@ -10,16 +10,14 @@ Prints the forward + backward time of each. Exits 1 on a mismatch, 2 when CUDA o
 missing (with the reason in one line).
 """
 import argparse
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from recbole_famous.model.mamba import MambaBlock  # noqa: E402
+from recbole_famous.model.mamba import MambaBlock
 
 
 def timed(fn, repeats, sync):

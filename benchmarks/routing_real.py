@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from recbole_famous.config import PROPS_DIR, read_yaml  # noqa: E402
+from recbole_famous.config import PROPS_DIR, read_yaml
 
 ROUTING = read_yaml(os.path.join(PROPS_DIR, "famousrec_routing.yaml"))  # the routing options, one file
 FAST = {"expert_input": "history", "spe_users": 64}

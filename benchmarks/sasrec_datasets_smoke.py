@@ -7,10 +7,9 @@ appended to OUT/summary.jsonl; the datasets are prepared on first use from RECBO
 """
 import json, os, sys, time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import recbole_famous  # noqa: E402,F401
-from recbole_famous import trainer as T  # noqa: E402
-from recbole_famous.runner import run  # noqa: E402
+import recbole_famous  # noqa: F401
+from recbole_famous import trainer as T
+from recbole_famous.runner import run
 
 BUDGET = float(os.environ.get("BUDGET", 360))
 OUT = os.environ.get("OUT", "/tmp/sasrec3")

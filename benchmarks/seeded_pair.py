@@ -16,8 +16,8 @@ import torch
 torch.set_num_threads(1)
 
 import recbole_famous  # noqa: E402,F401  (RecBole compatibility fixes first)
-from recbole_famous.data.slices import write_ml100k_slice  # noqa: E402
-from recbole_famous.runner import run  # noqa: E402
+from recbole_famous.data.slices import write_ml100k_slice
+from recbole_famous.runner import run
 
 USERS = 200
 

@@ -25,7 +25,7 @@ BASE = {  # small experts on a small, clean dataset; everything else is the prot
     "attn_dropout_prob": 0.2, "d_state": 8, "learning_rate": 0.003, "epochs": 30, "stopping_step": 5,
     "train_batch_size": 256, "show_progress": False, "spe_mode": "sampled",
 }
-from recbole_famous.config import PROPS_DIR, read_yaml  # noqa: E402
+from recbole_famous.config import PROPS_DIR, read_yaml
 
 ROUTING = read_yaml(os.path.join(PROPS_DIR, "famousrec_routing.yaml"))  # the routing options, one file
 
