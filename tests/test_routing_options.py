@@ -151,3 +151,22 @@ def test_route_names_the_serving_expert_and_agrees_with_forced_inference():
         assert model.route(batch).tolist() == [2] * 9
         model.force_expert = None
     assert make_model(use_router=False).route(batch) is None
+
+
+def test_a_gate_input_is_a_registered_strategy(monkeypatch):
+    """``gate_input`` names an entry of ``router.GATE_INPUTS``; a new entry is usable by name, and only the
+    registered names pass the settings' check."""
+    from recbole_famous.errors import UsageError
+    from recbole_famous.model import router as router_module
+
+    def first_item(router, comps, mask, h=None, last=None):
+        return comps[:, :, 0].flatten(1)
+
+    with pytest.raises(UsageError, match="gate_input must be one of"):
+        settings(3, gate_input="first_item")
+    monkeypatch.setitem(router_module.GATE_INPUTS, "first_item", first_item)
+    router = _router(gate_input="first_item")
+    h = torch.randn(2, N, D)
+    mask = torch.ones(2, N, dtype=torch.bool)
+    comps, logits = router(h, mask)
+    assert torch.allclose(logits, router.gate(comps[:, :, 0].flatten(1)))

@@ -79,7 +79,7 @@ class FamouSRecConfig:
                           allowed=("residual", "none"))
     gate_input: str = _s("components", "X of Eq. 4: components (summarised, as written) | band_energy (log energy "
                                        "of each\n  component over the real positions relative to the input's: "
-                                       "sign-invariant)", allowed=tuple(GATE_INPUTS))
+                                       "sign-invariant)", allowed=GATE_INPUTS)
     train_routing: str = _s("dense", "training: dense = Eqs. 7-9 with train_top_k | switch = top-1, scaled by its "
                                      "probability", allowed=tuple(TRAIN_ROUTINGS))
     balance_loss: str = _s("paper", "paper = Eq. 16 (mean gate vs uniform) | switch = K * sum_j share_j * mean p_j "

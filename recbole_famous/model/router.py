@@ -34,7 +34,6 @@ Decisions the paper leaves open, each a config key of ``props/model/FamouSRec.ya
 import torch
 from torch import nn
 
-GATE_INPUTS = ("components", "band_energy")
 FILTER_INITS = ("fmlp", "ones", "bands")
 
 
@@ -46,6 +45,35 @@ def band_init(n_experts: int, n_freq: int) -> torch.Tensor:
         gains[j, edges[j]:max(edges[j + 1], edges[j] + 1)] = 1.0
     return gains
 ENERGY_EPS = 1e-6  # floor of the band energies before the log (their scale is ~1 after the LayerNorm)
+
+
+# ---- Eq. 4's X: the gate inputs, registered by name (``gate_input``) ---------------------------------------------
+# Each maps (router, comps (B, K, n, d), mask (B, n), h (B, n, d) or None, last (B,) or None) to (B, K·d).
+def summarised_components(router, comps, mask, h=None, last=None) -> torch.Tensor:
+    """``components``: the components summarised per user (``gate_summary``): at the most recent item (``last``,
+    the index of each user's most recent item for components laid out from the first real item; without it, the
+    window's last position), or their mean over the real positions. Eq. 4 as written."""
+    if router.gate_summary == "last" and last is not None:
+        summary = comps[torch.arange(comps.size(0), device=comps.device), :, last]  # (B, K, d)
+    elif router.gate_summary == "last":
+        summary = comps[:, :, -1]  # (B, K, d); position n-1 is the most recent item
+    else:
+        w = mask.to(comps.dtype)[:, None, :, None]
+        summary = (comps * w).sum(2) / w.sum(2).clamp(min=1.0)
+    return summary.flatten(1)
+
+
+def band_energy(router, comps, mask, h=None, last=None) -> torch.Tensor:
+    """``band_energy``: per expert j and hidden dimension, the log mean energy of component j over the real
+    positions relative to the input's (``h``), normalised per user (the router's ``energy_norm``)."""
+    w = mask.to(comps.dtype)[:, None, :, None]  # (B, 1, n, 1)
+    count = w.sum(2).clamp(min=1.0)
+    energy = (comps.square() * w).sum(2) / count  # (B, K, d)
+    ref = (h.square() * w[:, 0]).sum(1, keepdim=True) / count if h is not None else 1.0
+    return router.energy_norm((torch.log(energy + ENERGY_EPS) - torch.log(ref + ENERGY_EPS)).flatten(1))
+
+
+GATE_INPUTS = {"components": summarised_components, "band_energy": band_energy}
 
 
 class FrequencyRouter(nn.Module):
@@ -132,20 +160,7 @@ class FrequencyRouter(nn.Module):
         """Eq. 4's ``X`` for one user, (B, K·d): the summarised components, or their band energies. ``last`` (B,):
         the index of each user's most recent item, for components laid out from the first real item
         (``history_components``); without it that item is at the window's last position."""
-        if self.gate_input == "band_energy":
-            w = mask.to(comps.dtype)[:, None, :, None]  # (B, 1, n, 1)
-            count = w.sum(2).clamp(min=1.0)
-            energy = (comps.square() * w).sum(2) / count  # (B, K, d)
-            ref = (h.square() * w[:, 0]).sum(1, keepdim=True) / count if h is not None else 1.0
-            return self.energy_norm((torch.log(energy + ENERGY_EPS) - torch.log(ref + ENERGY_EPS)).flatten(1))
-        if self.gate_summary == "last" and last is not None:
-            summary = comps[torch.arange(comps.size(0), device=comps.device), :, last]  # (B, K, d)
-        elif self.gate_summary == "last":
-            summary = comps[:, :, -1]  # (B, K, d); position n-1 is the most recent item
-        else:
-            w = mask.to(comps.dtype)[:, None, :, None]
-            summary = (comps * w).sum(2) / w.sum(2).clamp(min=1.0)
-        return summary.flatten(1)
+        return GATE_INPUTS[self.gate_input](self, comps, mask, h, last)
 
     def gate_logits(self, comps: torch.Tensor, mask: torch.Tensor, h: torch.Tensor = None,
                     last: torch.Tensor = None) -> torch.Tensor:
