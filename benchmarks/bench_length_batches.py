@@ -50,9 +50,7 @@ class Copy:
 
         init_seed(config["seed"], config["reproducibility"])
         self.label, self.config, self.loader, self.autocast = label, config, loader, autocast
-        self.model = model_class(config, dataset).train()
-        if split > 1:
-            self.model.forward = lb.split_forward(self.model.forward, split)
+        self.model = lb.split_class(model_class, split)(config, dataset).train()
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
         self.seconds, self.steps, self.losses = 0.0, 0, []
         self.iterator = None

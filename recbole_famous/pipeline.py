@@ -125,9 +125,9 @@ def build_model(config, dataset):
     """The config's model class on ``dataset`` (RecBole's dataset, or anything with the counts the model's
     constructor reads), seeded with ``seed + local_rank`` as RecBole's quick start does, on the config's device."""
     init_seed(config, config["local_rank"])
-    model = config.model_class(config, dataset).to(config["device"])
-    length_batches.split_encoder(config, model)  # the encoder on length-sorted parts of each batch (issue 13)
-    return model
+    # the encoder on length-sorted parts of each batch (issue 13): a subclass, when length_split asks for it
+    model_class, _ = length_batches.split_model_class(config, config.model_class)
+    return model_class(config, dataset).to(config["device"])
 
 
 def model_device(model):

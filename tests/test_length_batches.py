@@ -254,6 +254,28 @@ def test_split_settings(quick_overrides):
         lb.split_setting(build_config("NARM", "mlslice", overrides={**quick_overrides, "length_split": 4}))
 
 
+def test_a_split_model_is_built_as_a_subclass_not_patched(ml100k_slice, prepared):
+    """``build_model`` builds the length-split encoder as a subclass (same name, same state dict); nothing is
+    patched onto the instance, and ``unsplit_forward`` is the class's own forward on the whole batch."""
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    from recbole_famous.pipeline import build_model
+
+    _, _, train = prepared
+    base = {"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": MAX_LEN, "state": "WARNING", "show_progress": False}
+    model = build_model(build_config("SASRec", "mlslice", overrides=base), train._dataset).eval()
+    assert isinstance(model, SASRec) and type(model) is not SASRec and type(model).__name__ == "SASRec"
+    assert model.split_parts == lb.SPLIT_PARTS and "forward" not in vars(model)
+    assert lb.split_class(SASRec, lb.SPLIT_PARTS) is type(model)  # one class per (model, parts)
+    plain = build_model(build_config("SASRec", "mlslice", overrides={**base, "length_split": 0}), train._dataset)
+    assert type(plain) is SASRec and set(plain.state_dict()) == set(model.state_dict())
+    full = _batch(train, max_length=MAX_LEN, count=40)
+    with torch.no_grad():
+        split_out = model(full["item_id_list"], full["item_length"])
+        whole = model.unsplit_forward(full["item_id_list"], full["item_length"])
+    assert torch.allclose(split_out, whole, atol=1e-5, rtol=1e-5)
+
+
 def test_grouped_run_resumed_after_an_epoch_gives_the_uninterrupted_result(ml100k_slice, tmp_path):
     from reliability_common import quick
 

@@ -69,9 +69,9 @@ def sasrec_states(model, item_seq, item_seq_len) -> torch.Tensor:
     captured = {}
     handle = encoder.register_forward_hook(lambda mod, args, out: captured.__setitem__("h", out[-1]))
     try:
-        # the class's own forward: a length-split run wraps the instance's (``length_split``), which would call the
+        # the model's own forward on the whole batch: a length-split model (``length_split``) would call the
         # encoder once per part and leave only the last part's states in the hook
-        type(model).forward(model, item_seq, item_seq_len)
+        getattr(model, "unsplit_forward", model.forward)(item_seq, item_seq_len)
     finally:
         handle.remove()
     return captured["h"]

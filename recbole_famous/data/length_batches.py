@@ -6,7 +6,7 @@ almost always holds one long history, so a random batch trimmed to its longest h
 ways around it, both resting on right padding: a causal encoder never looks past a history's last real position
 and reads out at ``item_length - 1``, so trimming the padding changes nothing for that sample.
 
-``length_split`` (``split_encoder``, the default ``auto``: 8 parts for the models in ``SPLIT_MODELS``): RecBole's own
+``length_split`` (``split_class``, the default ``auto``: 8 parts for the models in ``SPLIT_MODELS``): RecBole's own
 batches; the model's ``forward(item_seq, item_seq_len)`` runs on length-sorted parts of each batch, each trimmed,
 and the outputs go back in the batch's order. The batches and every loss term are RecBole's.
 
@@ -43,6 +43,7 @@ given, so with dropout on a trimmed batch draws different (equally distributed) 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -244,10 +245,35 @@ def split_forward(forward, parts: int):
     return split
 
 
-def split_encoder(config, model) -> int:
-    """Install ``split_forward`` on the model (instance attribute) when ``length_split`` asks for it; the parts."""
+class LengthSplit:
+    """Mixin of a model class whose ``forward(item_seq, item_seq_len)`` runs on ``split_parts`` length-sorted parts
+    of each batch (``split_forward``). RecBole's models call ``self.forward`` from ``calculate_loss`` and
+    ``full_sort_predict``, so the split reaches every use of the encoder; ``unsplit_forward`` is the model's own
+    forward on the whole batch (what a forward hook that must see the batch once needs)."""
+
+    split_parts = 1
+
+    def forward(self, item_seq, item_seq_len, *args, **kwargs):
+        return split_forward(super().forward, self.split_parts)(item_seq, item_seq_len, *args, **kwargs)
+
+    def unsplit_forward(self, *args, **kwargs):
+        return super().forward(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def split_class(model_class, parts: int):
+    """``model_class`` with its encoder on ``parts`` length-sorted parts of each batch: a subclass (same name,
+    same state dict) with the ``LengthSplit`` mixin first; ``model_class`` itself for ``parts`` <= 1."""
+    if parts <= 1:
+        return model_class
+    return type(model_class.__name__, (LengthSplit, model_class),
+                {"split_parts": parts, "__module__": model_class.__module__, "__qualname__": model_class.__qualname__,
+                 "__doc__": model_class.__doc__})
+
+
+def split_model_class(config, model_class):
+    """``(the class to build, parts)``: ``split_class(model_class, parts)`` when ``length_split`` asks for parts."""
     parts = split_setting(config)
     if parts > 1:
-        model.forward = split_forward(model.forward, parts)
         logging.getLogger().info(f"the encoder runs on {parts} length-sorted parts of each batch ({SPLIT_KEY})")
-    return parts
+    return split_class(model_class, parts), parts
