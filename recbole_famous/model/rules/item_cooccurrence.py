@@ -17,8 +17,8 @@ Unlike RecBole's ``ItemKNN`` run through its general pipeline, the history at te
 item and the evaluation does not exclude seen items: the plugin's protocol.
 """
 
-import warnings
-
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recbole_famous.model.rules.base import ReferenceRule
@@ -34,6 +34,7 @@ class ItemCoOccurrence(ReferenceRule):
         self.register_buffer("indptr", torch.zeros(self.n_items + 1, dtype=torch.long))
         self.register_buffer("indices", torch.zeros(0, dtype=torch.long))
         self.register_buffer("values", torch.zeros(0, dtype=torch.float64))
+        self._matrix = None  # scipy's view of the buffers, built on first use
 
     def fit(self, samples):
         users = torch.cat([samples.users, samples.users])
@@ -44,6 +45,7 @@ class ItemCoOccurrence(ReferenceRule):
         self.indptr = torch.from_numpy(w.indptr.astype("int64")).to(device)
         self.indices = torch.from_numpy(w.indices.astype("int64")).to(device)
         self.values = torch.from_numpy(w.data.astype("float64")).to(device)
+        self._matrix = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """The matrix's sizes are the fitted model's: take them from the checkpoint before copying."""
@@ -51,16 +53,23 @@ class ItemCoOccurrence(ReferenceRule):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._matrix = None
+
+    def matrix(self) -> sp.csr_matrix:
+        """The fitted weights as a scipy CSR matrix on the CPU (built once from the buffers)."""
+        if self._matrix is None:
+            self._matrix = sp.csr_matrix((self.values.cpu().numpy(), self.indices.cpu().numpy(),
+                                          self.indptr.cpu().numpy()), shape=(self.n_items, self.n_items))
+        return self._matrix
 
     def rule_scores(self, item_seq, item_seq_len):
+        """``H @ W`` with H the batch's distinct history items (a 0/1 sparse matrix), in scipy on the CPU: its
+        sparse product keeps memory flat over an evaluation (torch's CSR product grew the process by ~0.1 GB per
+        batch on Office, to 11.7 GB) and is faster; the scores then go to the batch's device."""
         batch = item_seq.shape[0]
-        seen = torch.zeros(batch, self.n_items, dtype=torch.bool, device=item_seq.device)
-        seen.scatter_(1, item_seq, True)
+        seen = torch.zeros(batch, self.n_items, dtype=torch.bool)
+        seen.scatter_(1, item_seq.cpu(), True)
         seen[:, 0] = False  # the padding
         rows, items = seen.nonzero(as_tuple=True)  # each distinct history item once
-        with warnings.catch_warnings():  # torch's notes that sparse tensors are in beta, on every batch
-            warnings.simplefilter("ignore", UserWarning)
-            history = torch.sparse_coo_tensor(torch.stack([rows, items]), torch.ones(len(rows), dtype=torch.float64),
-                                              (batch, self.n_items))
-            w = torch.sparse_csr_tensor(self.indptr, self.indices, self.values, (self.n_items, self.n_items))
-            return (history.to_sparse_csr() @ w).to_dense()
+        history = sp.csr_matrix((np.ones(len(rows)), (rows.numpy(), items.numpy())), shape=(batch, self.n_items))
+        return torch.from_numpy((history @ self.matrix()).toarray()).to(item_seq.device)
