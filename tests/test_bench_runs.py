@@ -69,6 +69,24 @@ def test_a_model_that_trains_nothing_is_planned_with_one_seed(tmp_path):
     assert plan.trains_nothing("ItemCoOccurrence") and not plan.trains_nothing("FamouSRec")
 
 
+def test_the_profiles_table_covers_every_finished_run_in_the_store(tmp_path):
+    """Runs made by other commands (other seeds, other models) are in the profile's table; ablation variants,
+    jobs, failures and other profiles are not."""
+    out = str(tmp_path / "out")
+    profile = _profile(tmp_path)
+    specs = plan.plan(profile) + [plan.make_spec(profile, "FamouSRec", "mlslice", 1, "wo_router", {"use_router": False})]
+    for spec in specs:
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(_fake_record(spec), f)
+    for extra in ("seed9.job.json", "seed9.failed.json"):
+        open(os.path.join(os.path.dirname(runs.record_path(out, specs[0])), extra), "w").write("{}")
+    found = runs.finished_paths(out, profile.name)
+    assert sorted(found) == sorted(runs.record_path(out, s) for s in specs[:-1])
+    assert runs.finished_paths(out, profile.name, ["other"]) == [] and runs.finished_paths(out, "nope") == []
+
+
 def test_resume_never_reruns_a_finished_run(tmp_path):
     profile = _profile(tmp_path)
     specs = plan.plan(profile)

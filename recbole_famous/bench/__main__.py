@@ -252,7 +252,11 @@ def _dispatch(args, argv, echo) -> int:
         every = _union(plan.plan(profile, extra=_sets(args.set)), specs)
         if _list(args.datasets):  # --datasets names the table's datasets (table2_<datasets>.md)
             every = [s for s in every if s.dataset in _list(args.datasets)]
-        records = [r for r in (runs.load_record(runs.record_path(args.out, s)) for s in every) if r]
+        paths = [runs.record_path(args.out, s) for s in every]
+        # and every other finished run of the profile in the store (other seeds, models run by other commands)
+        paths += [p for p in runs.finished_paths(args.out, profile.name, _list(args.datasets) or None)
+                  if p not in paths]
+        records = [r for r in (runs.load_record(p) for p in paths) if r]
         _write_table(records, args, profile, argv, echo)
         return 0 if args.command == "table" or counts["failed"] == 0 else 1
     if args.command == "ablations":

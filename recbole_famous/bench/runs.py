@@ -64,6 +64,20 @@ def load_record(path: str) -> dict | None:
         return None
 
 
+def finished_paths(out_dir: str, profile: str, datasets=None) -> list:
+    """The record of every finished run of ``profile`` in the store (``datasets`` only, when given), named variants
+    (ablations, ``<model>--<variant>``) left out: what a profile's Table 2 covers, whichever command ran it."""
+    import glob
+
+    paths = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "runs", profile, "*", "*", "seed*.json"))):
+        dataset, model = path.split(os.sep)[-3:-1]
+        if re.fullmatch(r"seed-?\d+\.json", os.path.basename(path)) and "--" not in model \
+                and (not datasets or dataset in datasets):
+            paths.append(path)
+    return paths
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
