@@ -4,6 +4,7 @@ ablation variants and report (recbole_famous.bench.ablations) from hand-made rec
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -155,3 +156,19 @@ def test_sasrec_states_of_a_length_split_model_cover_the_whole_batch():
     assert split.split_parts == 4 and torch.equal(split(seq, lengths), model(seq, lengths))
     got = analysis.sasrec_states(split, seq, lengths)
     assert got.shape == (10, 6, 3) and torch.equal(got, want)
+
+
+def test_target_rank_masks_as_recbole_and_keeps_a_probed_targets_score():
+    from recbole_famous.model.ranking import ndcg_at, target_rank
+
+    scores = torch.tensor([[9.0, 1.0, 5.0, 3.0, 4.0], [9.0, 8.0, 7.0, 6.0, 5.0]])
+    target = torch.tensor([3, 4])
+    # padding (item 0) never competes: row 0 has items 2 and 4 above item 3
+    assert target_rank(scores, target).tolist() == [2, 3]
+    # RecBole's history mask: a masked competitor drops out, a masked target ranks last (RecBole misses it)
+    history = (torch.tensor([0, 1]), torch.tensor([2, 4]))
+    assert target_rank(scores, target, history).tolist() == [1, 3]  # below every item still competing
+    # masked items around a probed target: the competitors drop out, the target keeps its score
+    assert target_rank(scores, target, masked_items=torch.tensor([[2, 3], [1, 4]])).tolist() == [1, 2]
+    assert scores[0, 0] == 9.0  # not modified
+    assert torch.allclose(ndcg_at(torch.tensor([0, 9, 10])), torch.tensor([1.0, 1 / math.log2(11), 0.0]))

@@ -25,6 +25,7 @@ import math
 import torch
 
 from recbole_famous import pipeline
+from recbole_famous.model.ranking import target_rank
 
 FILTERS = ("LPF", "HPF", "BPF", "BSF", "APF")
 
@@ -78,13 +79,9 @@ def sasrec_states(model, item_seq, item_seq_len) -> torch.Tensor:
 
 
 def gt_rank(scores: torch.Tensor, history_index, target: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each row's target among all items, the history and padding masked as RecBole does."""
-    scores = scores.clone()
-    scores[:, 0] = -torch.inf
-    if history_index is not None:
-        scores[history_index] = -torch.inf
-    gt = scores.gather(1, target.view(-1, 1))
-    return (scores > gt).sum(1)
+    """0-based rank of each row's target among all items, the history and padding masked as RecBole does
+    (``model.ranking.target_rank``)."""
+    return target_rank(scores, target, history_index)
 
 
 def test_batches(loaded):

@@ -28,6 +28,7 @@ from recbole.data.interaction import Interaction
 from recbole_famous import pipeline
 from recbole_famous.bench.analysis import hr_ndcg
 from recbole_famous.bench.synth import forcing, user_ranks
+from recbole_famous.model.ranking import target_rank
 
 
 @torch.no_grad()
@@ -53,9 +54,7 @@ def probe_ranks(model, data, force=None, back: int = 1) -> dict:
             seq[cols.unsqueeze(0) >= length.unsqueeze(1)] = 0  # right-padded: the probe item and after become padding
             scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length,
                                                           uid: users})).view(len(seq), -1)
-            gt = scores.gather(1, target.view(-1, 1))
-            scores = scores.scatter(1, seq, -torch.inf)  # the shorter history and padding (item 0)
-            ranks = (scores > gt).sum(1)
+            ranks = target_rank(scores, target, masked_items=seq)  # the shorter history and padding (item 0)
             for u, r in zip(dataset.id2token(uid, users.cpu().numpy()), ranks.tolist()):
                 out[str(u)] = r
     return out

@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from recbole_famous.model.ranking import ndcg_at, target_rank
+
 
 def _band_amplitude(router) -> dict:
     weight = getattr(router, "filters", None)
@@ -35,10 +37,7 @@ def _band_amplitude(router) -> dict:
 
 
 def _ndcg10(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    scores = scores.clone()
-    scores[:, 0] = -torch.inf
-    rank = (scores > scores.gather(1, target.view(-1, 1))).sum(1)
-    return torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2), torch.zeros_like(rank, dtype=torch.float))
+    return ndcg_at(target_rank(scores, target), 10)
 
 
 @torch.no_grad()
