@@ -87,6 +87,30 @@ def test_the_profiles_table_covers_every_finished_run_in_the_store(tmp_path):
     assert runs.finished_paths(out, profile.name, ["other"]) == [] and runs.finished_paths(out, "nope") == []
 
 
+def test_a_profiles_variants_plan_the_same_runs_under_their_keys_stored_apart(tmp_path):
+    profile = _profile(tmp_path, variants={"grouped": {"length_batches": True}})
+    plain = plan.plan(profile, models=["SASRec"])
+    grouped = plan.plan(profile, models=["SASRec"], variants=["grouped"])
+    assert [(s.model, s.seed, s.variant) for s in grouped] == [("SASRec", 1, "grouped"), ("SASRec", 2, "grouped"),
+                                                               ("SASRec", 3, "grouped")]
+    assert all(s.overrides_dict()["length_batches"] is True for s in grouped)
+    assert "length_batches" not in plain[0].overrides_dict()
+    assert grouped[0].key.endswith(os.path.join("SASRec--grouped", "seed1.json")) and plain[0].key != grouped[0].key
+    with pytest.raises(UsageError, match="no variant"):
+        plan.plan(profile, variants=["nope"])
+    with pytest.raises(UsageError, match="variant"):
+        _profile(tmp_path, variants={"bad name": {}})
+    out = str(tmp_path / "out")
+    for spec in plain + grouped:
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(_fake_record(spec), f)
+    assert sorted(runs.finished_paths(out, profile.name)) == sorted(runs.record_path(out, s) for s in plain)
+    assert sorted(runs.finished_paths(out, profile.name, variants=["grouped"])) == sorted(
+        runs.record_path(out, s) for s in grouped)
+
+
 def test_resume_never_reruns_a_finished_run(tmp_path):
     profile = _profile(tmp_path)
     specs = plan.plan(profile)

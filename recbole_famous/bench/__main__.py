@@ -73,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--models", help="comma-separated model names, default: the profile's")
         sp.add_argument("--seeds", help="comma-separated seeds, default: the profile's (per model)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra RecBole key for every run")
+        sp.add_argument("--variants", help="comma-separated names of the profile's variants: those runs instead, "
+                                           "stored and tabled apart (table2_<datasets>_<variants>)")
         if name == "run":
             sp.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
             sp.add_argument("--no-archive", action="store_true",
@@ -103,9 +105,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _dataset_tag(args) -> str:
-    """``_OR`` / ``_Arts_Instruments`` for a command given ``--datasets``, else ``""``: its files' suffix."""
-    named = _list(getattr(args, "datasets", None))
-    return "_" + "_".join(sorted(named)) if named else ""
+    """``_OR`` / ``_Arts_Instruments`` for a command given ``--datasets``, then ``_<variant>`` for each of
+    ``--variants``, else ``""``: its files' suffix."""
+    named = sorted(_list(getattr(args, "datasets", None)) or []) + (_list(getattr(args, "variants", None)) or [])
+    return "_" + "_".join(named) if named else ""
 
 
 def _docs_dir(args, profile) -> str:
@@ -211,7 +214,8 @@ def _dispatch(args, argv, echo) -> int:
     profile = plan.load_profile(args.profile)
     if args.command in ("run", "status", "table", "compare", "archive", "restore"):
         args.models_list = _list(args.models)
-        specs = plan.plan(profile, args.models_list, _list(args.datasets), _seeds(args.seeds), _sets(args.set))
+        specs = plan.plan(profile, args.models_list, _list(args.datasets), _seeds(args.seeds), _sets(args.set),
+                          _list(args.variants))
         if args.command in ("archive", "restore"):
             from recbole_famous.bench import archive
 
@@ -249,12 +253,13 @@ def _dispatch(args, argv, echo) -> int:
             echo(f"benchmark: {counts}")
         # the profile's table covers every finished run of the profile, not only this command's selection
         # (a run of one model must not leave a table of that model alone)
-        every = _union(plan.plan(profile, extra=_sets(args.set)), specs)
+        variants = _list(args.variants)
+        every = _union(plan.plan(profile, extra=_sets(args.set), variants=variants), specs)
         if _list(args.datasets):  # --datasets names the table's datasets (table2_<datasets>.md)
             every = [s for s in every if s.dataset in _list(args.datasets)]
         paths = [runs.record_path(args.out, s) for s in every]
         # and every other finished run of the profile in the store (other seeds, models run by other commands)
-        paths += [p for p in runs.finished_paths(args.out, profile.name, _list(args.datasets) or None)
+        paths += [p for p in runs.finished_paths(args.out, profile.name, _list(args.datasets) or None, variants)
                   if p not in paths]
         records = [r for r in (runs.load_record(p) for p in paths) if r]
         _write_table(records, args, profile, argv, echo)

@@ -8,6 +8,8 @@ A profile is ``props/bench/<name>.yaml`` (or any yaml path) with
 * ``model_config``: extra keys per model name;
 * ``threads``: torch CPU threads per run (default 1: on a shared 2-core machine one thread per process ran
   2.7x faster than two in our measurement, because the threads of concurrent processes contend).
+* ``variants``: named experiments on the profile's runs, ``name: {key: value, ...}`` (``bench run --variants
+  NAME``): the same models, datasets and seeds with those keys, stored and tabled apart (``<model>--<name>``).
 
 Every run gets, lowest to highest: the plugin's layering (``props/overall.yaml``, model, dataset yaml), the
 profile's ``config``, its ``model_config[model]``, the variant's keys (ablations), then ``--set`` keys.
@@ -27,7 +29,8 @@ from recbole_famous.model.rules import is_one_pass
 
 BENCH_PROPS = os.path.join(PROPS_DIR, "bench")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-_PROFILE_KEYS = {"description", "models", "datasets", "seeds", "seeds_by_model", "config", "model_config", "threads"}
+_PROFILE_KEYS = {"description", "models", "datasets", "seeds", "seeds_by_model", "config", "model_config", "threads",
+                 "variants"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Profile:
     config: dict = field(default_factory=dict)
     model_config: dict = field(default_factory=dict)
     threads: int = 1
+    variants: dict = field(default_factory=dict)  # name -> overrides: named experiments on the profile's runs
 
     def seeds_for(self, model: str) -> tuple:
         return tuple(self.seeds_by_model.get(model, self.seeds))
@@ -92,9 +96,14 @@ def load_profile(name_or_path: str) -> Profile:
     unknown = set(data) - _PROFILE_KEYS
     if unknown:
         raise UsageError(f"profile {path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_PROFILE_KEYS)}")
-    for key in ("config", "model_config", "seeds_by_model"):
+    for key in ("config", "model_config", "seeds_by_model", "variants"):
         if not isinstance(data.get(key) or {}, dict):
             raise UsageError(f"profile {path}: '{key}' must be a mapping")
+    variants = data.get("variants") or {}
+    for name, keys in variants.items():
+        if not isinstance(name, str) or not _NAME.match(name) or not isinstance(keys or {}, dict):
+            raise UsageError(f"profile {path}: variant {name!r} must be a name (letters, digits, '_', '.', '+', "
+                             "'-') mapping to the keys it sets")
     name = os.path.splitext(os.path.basename(path))[0]
     return Profile(
         name=name,
@@ -107,6 +116,7 @@ def load_profile(name_or_path: str) -> Profile:
         config=dict(data.get("config") or {}),
         model_config={m: dict(c or {}) for m, c in (data.get("model_config") or {}).items()},
         threads=_int_list(data.get("threads", 1), "threads", path)[0],
+        variants={str(n): dict(k or {}) for n, k in variants.items()},
     )
 
 
@@ -155,23 +165,30 @@ def trains_nothing(model: str) -> bool:
         return False
 
 
-def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None) -> list:
+def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None, variants=None) -> list:
     """Model x dataset x seed runs. Order: dataset, then the i-th seed of every model, then models in the
     given order; so the first seed of the whole model list on the first dataset finishes first. A model that
-    trains nothing gets the first seed only (``trains_nothing``)."""
+    trains nothing gets the first seed only (``trains_nothing``). ``variants`` (names of the profile's
+    ``variants:``): the same runs under each variant's keys instead, stored as ``<model>--<variant>``."""
     models = list(models or profile.models)
     datasets = list(datasets or profile.datasets)
     if not models:
         raise UsageError(f"profile '{profile.name}' lists no models; pass --models")
     if not datasets:
         raise UsageError(f"profile '{profile.name}' lists no datasets; pass --datasets")
+    unknown = [v for v in variants or [] if v not in profile.variants]
+    if unknown:
+        raise UsageError(f"profile '{profile.name}' has no variant(s) {unknown}; its variants: "
+                         f"{sorted(profile.variants) or 'none'}")
     seed_lists = {m: list(seeds or profile.seeds_for(m))[: 1 if trains_nothing(m) else None] for m in models}
     specs = []
-    for dataset in datasets:
-        for i in range(max(len(s) for s in seed_lists.values())):
-            for model in models:
-                if i < len(seed_lists[model]):
-                    specs.append(make_spec(profile, model, dataset, seed_lists[model][i], extra=extra))
+    for variant in list(variants or []) or [""]:
+        keys = profile.variants.get(variant) if variant else None
+        for dataset in datasets:
+            for i in range(max(len(s) for s in seed_lists.values())):
+                for model in models:
+                    if i < len(seed_lists[model]):
+                        specs.append(make_spec(profile, model, dataset, seed_lists[model][i], variant, keys, extra))
     return specs
 
 

@@ -64,15 +64,17 @@ def load_record(path: str) -> dict | None:
         return None
 
 
-def finished_paths(out_dir: str, profile: str, datasets=None) -> list:
-    """The record of every finished run of ``profile`` in the store (``datasets`` only, when given), named variants
-    (ablations, ``<model>--<variant>``) left out: what a profile's Table 2 covers, whichever command ran it."""
+def finished_paths(out_dir: str, profile: str, datasets=None, variants=None) -> list:
+    """The record of every finished run of ``profile`` in the store (``datasets`` only, when given): what a
+    profile's Table 2 covers, whichever command ran it. Runs of named variants (``<model>--<variant>``: ablations,
+    a profile's ``variants``) are left out, unless ``variants`` names them: then only theirs."""
     import glob
 
     paths = []
     for path in sorted(glob.glob(os.path.join(out_dir, "runs", profile, "*", "*", "seed*.json"))):
         dataset, model = path.split(os.sep)[-3:-1]
-        if re.fullmatch(r"seed-?\d+\.json", os.path.basename(path)) and "--" not in model \
+        variant = model.split("--", 1)[1] if "--" in model else ""
+        if re.fullmatch(r"seed-?\d+\.json", os.path.basename(path)) and variant in (variants or [""]) \
                 and (not datasets or dataset in datasets):
             paths.append(path)
     return paths
