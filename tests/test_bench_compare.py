@@ -292,3 +292,13 @@ def test_p_values_are_written_so_that_an_underflow_is_not_a_zero():
     assert format_p(4.7e-20) == "4.7e-20" and format_p(0.013) == "0.013" and format_p(float("nan")) == "n/a"
     assert format_p(None) == "n/a"
     assert p_clause(0.0) == "< 1e-300" and p_clause(0.013) == "= 0.013"
+
+
+def test_a_variants_comparison_names_its_plot_apart(tiny, tmp_path):
+    """``--variants`` comparisons write ``curves_<dataset>_<variant>.png``: never the plot of the plain runs."""
+    docs = str(tmp_path / "docs")
+    profile = plan.load_profile(tiny["profile"])
+    paths, _ = compare.write(profile, tiny["specs"], tiny["out"], docs, "cmd", variant_tag="_grouped")
+    assert os.path.join(docs, "curves_mlslice_grouped.png") in paths
+    assert os.path.isfile(os.path.join(docs, "curves_mlslice_grouped.png"))
+    assert not os.path.exists(os.path.join(docs, "curves_mlslice.png"))

@@ -233,7 +233,8 @@ def _dispatch(args, argv, echo) -> int:
 
             paths, failed = compare.write(profile, specs, args.out, _docs_dir(args, profile), _command(argv),
                                           args.ours, args.models_list or list(profile.models), args.cache, echo,
-                                          tag=_dataset_tag(args))
+                                          tag=_dataset_tag(args),
+                                          variant_tag="".join("_" + v for v in _list(args.variants) or []))
             echo("wrote " + ", ".join(paths))
             if failed:
                 echo("a per-user check failed: those p-values are left out (see the Markdown)")

@@ -321,7 +321,7 @@ def _runs_lines(ds, models, cur) -> list:
     return lines
 
 
-def _curves_part(ds, cur, doc_dir, profile_name, sfx="") -> tuple:
+def _curves_part(ds, cur, doc_dir, profile_name, sfx="", variant_tag="") -> tuple:
     """The learning-curve PNG (first seed of each model) and every seed's values as CSV rows."""
     rows, plotted = [], OrderedDict()
     for m, by_seed in cur.items():
@@ -338,7 +338,7 @@ def _curves_part(ds, cur, doc_dir, profile_name, sfx="") -> tuple:
     if not plotted:
         return lines + ["No validated epoch yet.", ""], rows, []
     png = plots.learning_curves(
-        plotted, os.path.join(doc_dir, f"curves{sfx}_{ds}.png"),
+        plotted, os.path.join(doc_dir, f"curves{sfx}_{ds}{variant_tag}.png"),
         f"{ds}: validation NDCG@10 after each epoch (profile {profile_name})", "validation NDCG@10",
         note="one line per model: its first seed with a curve; dot = best epoch; dashed = still running "
              "(from its resume checkpoint)")
@@ -350,7 +350,7 @@ def _curves_part(ds, cur, doc_dir, profile_name, sfx="") -> tuple:
 
 
 def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=None, echo=print,
-                    trained_patience=None, sfx="") -> dict:
+                    trained_patience=None, sfx="", variant_tag="") -> dict:
     """Markdown lines, CSV rows and written files of one dataset."""
     names = list(models)
     base, base_valid = best_baseline(models, ours)
@@ -385,7 +385,7 @@ def dataset_section(ds, models, ours, out_dir, doc_dir, profile_name, cache_dir=
             {"dataset": ds, "ours": ours, "baseline": rule, "note": sig_rule["note"]}]
     cur = curves(models, out_dir)
     lines += _runs_lines(ds, models, cur)
-    curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name, sfx)
+    curve_lines, curve_rows, files = _curves_part(ds, cur, doc_dir, profile_name, sfx, variant_tag)
     if trained_patience is not None:
         curve_lines += patience.markdown(ds, cur, int(trained_patience))
     return {"lines": lines + curve_lines, "quality": quality, "significance": sig_rows, "curves": curve_rows,
@@ -410,9 +410,10 @@ def suffix(doc_dir: str, groups, tag: str = "") -> str:
 
 
 def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = "FamouSRec", order=None,
-          cache_dir=None, echo=print, tag: str = "") -> tuple:
+          cache_dir=None, echo=print, tag: str = "", variant_tag: str = "") -> tuple:
     """Write the files (see the module docstring); returns ``(paths, failed)``: ``failed`` when a per-user check
-    did not hold (the p-values of that pair are then left out)."""
+    did not hold (the p-values of that pair are then left out). ``variant_tag`` (``_grouped`` for ``--variants
+    grouped``) also names the plots, ``curves_<dataset><variant_tag>.png``, so a variant's never replaces them."""
     groups = by_dataset(entries(specs, out_dir), order or list(profile.models))
     sfx = suffix(doc_dir, groups, tag)
     os.makedirs(doc_dir, exist_ok=True)
@@ -427,7 +428,7 @@ def write(profile, specs, out_dir: str, doc_dir: str, command: str, ours: str = 
     quality, sig, curve_rows, files, failed = [], [], [], [], False
     for ds, models in groups.items():
         part = dataset_section(ds, models, ours, out_dir, doc_dir, profile.name, cache_dir, echo,
-                               (profile.config or {}).get("stopping_step"), sfx)
+                               (profile.config or {}).get("stopping_step"), sfx, variant_tag)
         lines += part["lines"]
         quality += part["quality"]
         sig += part["significance"]
