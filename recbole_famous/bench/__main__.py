@@ -104,11 +104,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _variant_tag(args) -> str:
+    """``_grouped`` for a command given ``--variants grouped`` (``_a_b`` for two), else ``""``."""
+    return "".join("_" + v for v in _list(getattr(args, "variants", None)) or [])
+
+
 def _dataset_tag(args) -> str:
-    """``_OR`` / ``_Arts_Instruments`` for a command given ``--datasets``, then ``_<variant>`` for each of
-    ``--variants``, else ``""``: its files' suffix."""
-    named = sorted(_list(getattr(args, "datasets", None)) or []) + (_list(getattr(args, "variants", None)) or [])
-    return "_" + "_".join(named) if named else ""
+    """``_OR`` / ``_Arts_Instruments`` for a command given ``--datasets``, then ``_variant_tag``, else ``""``: its
+    files' suffix."""
+    named = sorted(_list(getattr(args, "datasets", None)) or [])
+    return ("_" + "_".join(named) if named else "") + _variant_tag(args)
 
 
 def _docs_dir(args, profile) -> str:
@@ -234,7 +239,7 @@ def _dispatch(args, argv, echo) -> int:
             paths, failed = compare.write(profile, specs, args.out, _docs_dir(args, profile), _command(argv),
                                           args.ours, args.models_list or list(profile.models), args.cache, echo,
                                           tag=_dataset_tag(args),
-                                          variant_tag="".join("_" + v for v in _list(args.variants) or []))
+                                          variant_tag=_variant_tag(args))
             echo("wrote " + ", ".join(paths))
             if failed:
                 echo("a per-user check failed: those p-values are left out (see the Markdown)")

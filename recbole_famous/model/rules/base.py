@@ -1,16 +1,17 @@
 """The common part of the no-training reference models: popularity, one-pass fitting, scoring every item.
 
-A rule is a ``SequentialRecommender`` with no parameters. Its statistics are buffers of fixed shape (allocated in
-the constructor from the item count alone, so a checkpoint loads into a model built without the data), filled by
-``fit_pass(train_dataset)``, which the plugin's trainer calls once instead of training (``is_one_pass``).
+A rule is a ``SequentialRecommender`` with no parameters. Its statistics are buffers allocated in the constructor
+from the item count alone (so a checkpoint loads into a model built without the data; buffers whose size only the
+fitting knows, ``sized_by_fit``, take it from the checkpoint), filled by ``fit_pass(train_dataset)``, which the
+plugin's trainer calls once instead of training (``is_one_pass``).
 
 Popularity: how often each item is the target of a training sample (the training split's interactions after each
 sequence's first item), as RecBole's ``Pop`` counts it. Every rule adds ``tie_scale * popularity / (max + 1)`` to its
 own score: popularity orders the items the rule ties and backs the rule off where it has nothing to say, and never
 outranks a difference in the rule's own score. For integer-valued or rank-valued scores (counts, positions)
 ``tie_scale`` is 1, the tie-break lies in [0, 1) and the order is exactly (rule score, popularity). A rule with
-real-valued scores (cosine sums) sets ``tie_scale`` far below any difference its scores make (1e-9, scores in
-float64): added at scale 1, popularity would reorder the rule's own ranking (on OR it cost the co-occurrence rule a
+real-valued scores (cosine sums) sets ``tie_scale`` far below any difference its scores make (1e-9, and returns
+its scores in float64): added at scale 1, popularity would reorder the rule's own ranking (on OR it cost the co-occurrence rule a
 fifth of its validation NDCG@10). Items left tied after that (never a training target) keep RecBole's order of
 ``torch.topk``. The padding item 0 is never recommended (RecBole's full-sort evaluation sets its score to -inf).
 """
@@ -83,9 +84,7 @@ class ReferenceRule(SequentialRecommender):
             raise UsageError(f"{type(self).__name__} has not been fitted: train it (one pass) or load a checkpoint")
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         scores = self.rule_scores(item_seq, item_seq_len)
-        if self.tie_scale == 1.0:
-            return scores + self.tie_break().unsqueeze(0)
-        return scores.double() + self.tie_scale * self.tie_break().double().unsqueeze(0)
+        return scores + self.tie_scale * self.tie_break().to(scores.dtype).unsqueeze(0)  # in the rule's precision
 
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)
@@ -98,26 +97,3 @@ class ReferenceRule(SequentialRecommender):
         """The most recent item of each history (RecBole pads on the right)."""
         return item_seq.gather(1, (item_seq_len - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
 
-
-class NeighbourRule(ReferenceRule):
-    """A rule that keeps, per item, its ``rule_neighbours`` (default 100) weighted neighbours (buffers
-    ``neighbours``, ``weights``; zero-padded) and scores item j as the sum of j's weights as a neighbour of the
-    history's source items (``sources``: the last item for successors, every distinct item for co-occurrence)."""
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.k = int(config["rule_neighbours"] or 100)
-        self.register_buffer("neighbours", torch.zeros(self.n_items, self.k, dtype=torch.long))
-        self.register_buffer("weights", torch.zeros(self.n_items, self.k))
-
-    def sources(self, item_seq, item_seq_len):
-        """``(rows, items)``: which items of which history the neighbours are taken from."""
-        raise NotImplementedError
-
-    def rule_scores(self, item_seq, item_seq_len):
-        rows, items = self.sources(item_seq, item_seq_len)
-        scores = torch.zeros(item_seq.shape[0], self.n_items, device=item_seq.device)
-        scores.index_put_((rows.unsqueeze(1).expand(-1, self.k), self.neighbours[items]), self.weights[items],
-                          accumulate=True)
-        scores[:, 0] = 0.0  # the padding item (and the zero padding of the neighbour lists)
-        return scores

@@ -24,6 +24,7 @@ import torch
 from recbole_famous.model.rules.base import ReferenceRule
 from recbole_famous.model.rules.sparse import cosine_matrix
 
+
 class ItemCoOccurrence(ReferenceRule):
     tie_scale = 1e-9  # cosine sums are real-valued: popularity only orders equal sums (base.py)
     sized_by_fit = ("indices", "values")  # the sparse matrix's nonzeros: their number comes with a checkpoint

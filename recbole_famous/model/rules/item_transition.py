@@ -11,11 +11,18 @@ ranking is exact for every cut-off up to ``rule_neighbours``; a successor beyond
 
 import torch
 
-from recbole_famous.model.rules.base import NeighbourRule
+from recbole_famous.model.rules.base import ReferenceRule
 from recbole_famous.model.rules.sparse import top_k_rows
 
 
-class ItemTransition(NeighbourRule):
+class ItemTransition(ReferenceRule):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.k = int(config["rule_neighbours"] or 100)
+        # each item's k most frequent successors and their counts, zero-padded (item 0, count 0)
+        self.register_buffer("neighbours", torch.zeros(self.n_items, self.k, dtype=torch.long))
+        self.register_buffer("weights", torch.zeros(self.n_items, self.k))
+
     def fit(self, samples):
         last = self.last_items(samples.seqs, samples.lens)
         keep = (samples.lens > 0) & (last > 0)
@@ -23,5 +30,9 @@ class ItemTransition(NeighbourRule):
         self.neighbours.copy_(items)
         self.weights.copy_(counts)
 
-    def sources(self, item_seq, item_seq_len):
-        return torch.arange(len(item_seq), device=item_seq.device), self.last_items(item_seq, item_seq_len)
+    def rule_scores(self, item_seq, item_seq_len):
+        last = self.last_items(item_seq, item_seq_len)
+        scores = torch.zeros(item_seq.shape[0], self.n_items, device=item_seq.device)
+        scores.scatter_add_(1, self.neighbours[last], self.weights[last])
+        scores[:, 0] = 0.0  # the padding item (and the zero padding of the successor lists)
+        return scores
