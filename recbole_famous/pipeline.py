@@ -190,28 +190,43 @@ class Trained:
         return self.train_data, self.valid_data, self.test_data
 
 
-def load_trained(path_or_checkpoint, model=None, dataset=None, config_files=None, overrides=None, *,
-                 use: str = "eval", with_data: bool = True, data: Trained | None = None, on_config=None,
-                 on_data=None) -> Trained:
-    """Load a trained model, always through the checkpoint's checks; the only place the project does.
-
-    The config is the checkpoint's own (its stored settings), with ``config_files`` and ``overrides`` on top;
+def checkpoint_config(path_or_checkpoint, model=None, dataset=None, config_files=None, overrides=None, *,
+                      use: str = "eval") -> tuple:
+    """``(checkpoint, config)``: a checkpoint and the config it is used with, checked for ``use``, before any data is
+    read. The config is the checkpoint's own (its stored settings), with ``config_files`` and ``overrides`` on top;
     ``model`` / ``dataset``, when given, must be the checkpoint's. ``use`` is what for: ``"eval"`` (evaluation,
     serving, analyses: inference-time and training-only keys may change) or ``"resume"`` (only the budget may
-    change); see ``checkpoint.check_compatible``. Then the dataset is loaded and must be the one the model was
-    trained on (``check_data``), and the parameter names and shapes must fit (``check_state_dict``).
-
-    ``with_data=False`` builds the model from the item counts the checkpoint holds, without reading the dataset,
-    when the model's constructor needs nothing more (serving); ``data`` reuses the dataset and dataloaders of an
-    earlier ``Trained`` of the same checkpoint (e.g. the same model under another ``force_expert``).
-    ``on_config(config)`` is called once the config is built and checked, before any data is read (the runner
-    opens its log there; serving refuses non-sequential models there); ``on_data(dataset)`` once RecBole's
-    dataset is created, before it is split (the runner logs its statistics there).
-    """
+    change); see ``checkpoint.check_compatible``."""
     ckpt = path_or_checkpoint if isinstance(path_or_checkpoint, dict) else checkpoint.load(path_or_checkpoint)
     model, dataset, config_files, overrides = checkpoint.rebuild_inputs(ckpt, model, dataset, config_files, overrides)
     config = build_config(model, dataset, config_files, overrides)
     checkpoint.check_compatible(ckpt, config, use)
+    return ckpt, config
+
+
+def load_trained(path_or_checkpoint, model=None, dataset=None, config_files=None, overrides=None, *,
+                 use: str = "eval", with_data: bool = True, data: Trained | None = None, config=None,
+                 on_config=None, on_data=None) -> Trained:
+    """Load a trained model, always through the checkpoint's checks; the only place the project does.
+
+    The config and its checks are ``checkpoint_config``'s (``config``: one it returned for this checkpoint, when
+    the caller needed it before the data, as the runner does to open its log). Then the dataset is loaded and must
+    be the one the model was trained on (``check_data``), and the parameter names and shapes must fit
+    (``check_state_dict``).
+
+    ``with_data=False`` builds the model from the item counts the checkpoint holds, without reading the dataset,
+    when the model's constructor needs nothing more (serving); ``data`` reuses the dataset and dataloaders of an
+    earlier ``Trained`` of the same checkpoint (e.g. the same model under another ``force_expert``).
+    ``on_config(config)`` is called once the config is built and checked, before any data is read (serving
+    refuses non-sequential models there); ``on_data(dataset)`` once RecBole's dataset is created, before it is
+    split (the runner logs its statistics there).
+    """
+    if config is None:
+        ckpt, config = checkpoint_config(path_or_checkpoint, model, dataset, config_files, overrides, use=use)
+    elif isinstance(path_or_checkpoint, dict):
+        ckpt = path_or_checkpoint
+    else:
+        raise TypeError("load_trained(config=...) takes the checkpoint dict that checkpoint_config returned")
     if on_config is not None:
         on_config(config)
     trained = Trained(config, None, ckpt)

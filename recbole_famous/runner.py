@@ -1,8 +1,8 @@
 """``run()``: one experiment as a short list of the public pipeline steps (``recbole_famous.pipeline``).
 
 ``build_config`` -> ``create_dataset`` -> ``data_preparation`` -> ``build_model`` -> ``get_trainer`` ->
-``fit`` / ``evaluate`` -> a result dict, also written as ``<results_dir>/<run_id>/result.json`` next to the run's
-log. What this module adds around the steps: the run's id, output folder and log, timings, and the result file.
+``fit`` / ``evaluate`` -> a ``RunResult`` (``run_result.py``), also written as ``<results_dir>/<run_id>/result.json``
+next to the run's log. What this module adds around the steps: the run's id, output folder and log, timings, and the result file.
 
 Also here: ``run(..., resume=PATH)`` continues an interrupted run exactly; ``evaluate_checkpoint`` is
 ``--checkpoint=PATH --eval_only``. Checkpoints are ``<checkpoint_dir>/<run_id>.pth`` (best) and
@@ -14,6 +14,7 @@ for the run (``warn_only``), which matters on CUDA; on CPU the runs are bit-for-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -22,8 +23,8 @@ import sys
 import time
 
 from recbole_famous import checkpoint, pipeline
-from recbole_famous.files import write_json
 from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted, UsageError
+from recbole_famous.run_result import RunResult
 
 
 class _NoColor(logging.Filter):
@@ -93,7 +94,9 @@ def _determinism(config):
 
 
 def _start(config, run_id):
-    """The run's output folder and logging (rank 0 writes run.log, other processes run.rank<k>.log)."""
+    """Check the data, then open the run's output folder and logging (rank 0 writes run.log, other processes
+    run.rank<k>.log); ``(output_dir, rank)``."""
+    pipeline.check_dataset(config)
     output_dir = os.path.join(config["results_dir"] if "results_dir" in config else "results", run_id)
     os.makedirs(output_dir, exist_ok=True)
     rank = config["local_rank"] + (config["offset"] or 0 if not config["single_spec"] else 0)
@@ -101,9 +104,16 @@ def _start(config, run_id):
     return output_dir, rank
 
 
+def _log_data(data) -> None:
+    """RecBole's summary of the dataset and its Table-1 statistics, before it is split."""
+    logger = logging.getLogger()
+    logger.info(data)
+    _log_table1(data, logger)
+
+
 def run(model=None, dataset=None, config_files=None, overrides=None, saved=True, *, resume=None, run_id=None,
-        epoch_callback=None) -> dict:
-    """Train, validate and test one model on one dataset; return (and write) the result dict.
+        epoch_callback=None) -> RunResult:
+    """Train, validate and test one model on one dataset; return (and write) its ``RunResult``.
 
     ``resume``: a checkpoint of an earlier run (its best ``.pth`` or its ``.resume.pth``); the run continues from
     it with the checkpoint's settings (``config_files`` / ``overrides`` on top may change only the budget,
@@ -115,54 +125,39 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
     message says how to resume) and ``NonFiniteLoss`` (a loss part went NaN / inf), all from ``errors``.
     """
     logger = logging.getLogger()
-    state = {}
-
-    def start(config):  # the config is built and checked: check the data, open the run's folder and log
-        pipeline.check_dataset(config)
-        state["id"] = run_id or make_run_id(config["model"], config["dataset"])
-        state["output_dir"], state["rank"] = _start(config, state["id"])
-
-    def show(data):
-        logger.info(data)
-        _log_table1(data, logger)
-
     resumed = best_file = None
-    if resume:  # the checkpoint's settings, model and data, through its checks (pipeline.load_trained)
+    if resume:  # the checkpoint's settings, checked for resuming, before any data is read
         resume_file, best_file = checkpoint.resume_source(resume)
-        t0 = time.perf_counter()
-        trained = pipeline.load_trained(resume_file, model, dataset, config_files, overrides, use="resume",
-                                        on_config=start, on_data=show)
-        data_seconds = time.perf_counter() - t0
-        config, data, model_obj, resumed = trained.config, trained.dataset, trained.model, trained.checkpoint
-        train_data, valid_data, test_data = trained.splits
+        resumed, config = pipeline.checkpoint_config(resume_file, model, dataset, config_files, overrides,
+                                                     use="resume")
     else:
         config = pipeline.build_config(model, dataset, config_files, overrides)
-        start(config)
+    run_id = run_id or make_run_id(config["model"], config["dataset"])
+    output_dir, rank = _start(config, run_id)
+    t0 = time.perf_counter()
+    if resumed is not None:  # its model and data, through the checkpoint's checks
+        trained = pipeline.load_trained(resumed, config=config, on_data=_log_data)
+        data, model_obj = trained.dataset, trained.model
+        train_data, valid_data, test_data = trained.splits
+        data_seconds = time.perf_counter() - t0
+    else:
         pipeline.init_seed(config)
-        t0 = time.perf_counter()
         data = pipeline.create_dataset(config)
-        show(data)
+        _log_data(data)
         train_data, valid_data, test_data = pipeline.data_preparation(config, data)
         data_seconds = time.perf_counter() - t0
         model_obj = pipeline.build_model(config, train_data._dataset)
-    run_id, output_dir, rank = state["id"], state["output_dir"], state["rank"]
     logger.info(model_obj)
     saved_model_file = best_file or os.path.join(config["checkpoint_dir"], f"{run_id}.pth")
     trainer = pipeline.get_trainer(config, model_obj, output_dir, saved_model_file, dataset=data, run_id=run_id)
     if resumed is not None:
         trainer.restore(resumed, train_data)
 
-    result = {
-        "run_id": run_id,
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "status": "running",
-        "resumed_from": checkpoint.meta(resumed)["path"] if resumed is not None else None,
-        "output_dir": output_dir,
-        "checkpoint": trainer.saved_model_file if saved else None,
-        "resume_checkpoint": trainer.resume_file if saved else None,
-        "config": {k: v for k, v in config.final_config_dict.items()},
-    }
+    result = RunResult(run_id, config["model"], config["dataset"], "running", output_dir,
+                       config=dict(config.final_config_dict),
+                       resumed_from=checkpoint.meta(resumed)["path"] if resumed is not None else None,
+                       checkpoint=trainer.saved_model_file if saved else None,
+                       resume_checkpoint=trainer.resume_file if saved else None)
     show = bool(config["show_progress"])
     with _determinism(config):
         t1 = time.perf_counter()
@@ -171,11 +166,11 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
                 train_data, valid_data, saved=saved, show_progress=show, callback_fn=epoch_callback
             )
         except (TrainingInterrupted, NonFiniteLoss) as exc:
-            result["status"] = "interrupted" if isinstance(exc, TrainingInterrupted) else "diverged"
-            result.update(error=str(exc), epochs_run=len(trainer.epoch_seconds), epoch_seconds=trainer.epoch_seconds,
-                          best_epoch=trainer.best_epoch)
+            result.status = "interrupted" if isinstance(exc, TrainingInterrupted) else "diverged"
+            result.error, result.best_epoch = str(exc), trainer.best_epoch
+            result.epochs_run, result.epoch_seconds = len(trainer.epoch_seconds), trainer.epoch_seconds
             if rank == 0:
-                write_json(os.path.join(output_dir, "result.json"), result)
+                result.write()
             logger.warning(str(exc))
             raise
         fit_seconds = time.perf_counter() - t1
@@ -183,34 +178,23 @@ def run(model=None, dataset=None, config_files=None, overrides=None, saved=True,
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
         test_seconds = time.perf_counter() - t2
 
-    result.update({
-        "status": "finished",
-        "best_epoch": trainer.best_epoch,
-        "best_valid_score": best_valid_score,
-        "valid_metric": config["valid_metric"],
-        "best_valid_result": dict(best_valid_result or {}),
-        "test_result": dict(test_result or {}),
-        "epochs_run": len(trainer.epoch_seconds),
-        "epoch_seconds": trainer.epoch_seconds,
-        "train_loss": trainer.train_loss,
-        "valid_scores": trainer.valid_scores,
-        "data_seconds": data_seconds,
-        "fit_seconds": fit_seconds,
-        "test_seconds": test_seconds,
-        "num_users": data.user_num,
-        "num_items": data.item_num,
-        "num_interactions": len(data.inter_feat),
-        "world_size": 1 if config["single_spec"] else config["world_size"],
-    })
+    result = dataclasses.replace(
+        result, status="finished", best_epoch=trainer.best_epoch, best_valid_score=best_valid_score,
+        valid_metric=config["valid_metric"], best_valid_result=dict(best_valid_result or {}),
+        test_result=dict(test_result or {}), epochs_run=len(trainer.epoch_seconds),
+        epoch_seconds=trainer.epoch_seconds, train_loss=trainer.train_loss, valid_scores=trainer.valid_scores,
+        data_seconds=data_seconds, fit_seconds=fit_seconds, test_seconds=test_seconds, num_users=data.user_num,
+        num_items=data.item_num, num_interactions=len(data.inter_feat),
+        world_size=1 if config["single_spec"] else config["world_size"])
     if rank == 0:
-        write_json(os.path.join(output_dir, "result.json"), result)
-        logger.info("result written to %s", os.path.join(output_dir, "result.json"))
+        logger.info("result written to %s", result.write())
     return result
 
 
 def evaluate_checkpoint(checkpoint_path, model=None, dataset=None, config_files=None, overrides=None,
-                        run_id=None) -> dict:
-    """``--checkpoint=PATH --eval_only``: evaluate a saved model on the validation and test splits, no training.
+                        run_id=None) -> RunResult:
+    """``eval --checkpoint=PATH`` (``--checkpoint=PATH --eval_only``): evaluate a saved model on the validation and
+    test splits, no training.
 
     The model is loaded by ``pipeline.load_trained`` (use ``eval``): the config is the checkpoint's own (its
     stored settings), with ``config_files`` and ``overrides`` on top; a model or dataset other than the
@@ -219,21 +203,15 @@ def evaluate_checkpoint(checkpoint_path, model=None, dataset=None, config_files=
     whose items or size changed since.
     """
     logger = logging.getLogger()
-    state = {}
-
-    def start(config):
-        if not config["single_spec"]:
-            raise UsageError("--eval_only runs in one process (drop nproc / world_size)")
-        pipeline.check_dataset(config)
-        state["id"] = run_id or make_run_id(config["model"], config["dataset"]) + "-eval"
-        state["output_dir"], _ = _start(config, state["id"])
-
+    ckpt, config = pipeline.checkpoint_config(checkpoint_path, model, dataset, config_files, overrides, use="eval")
+    if not config["single_spec"]:
+        raise UsageError("--eval_only runs in one process (drop nproc / world_size)")
+    run_id = run_id or make_run_id(config["model"], config["dataset"]) + "-eval"
+    output_dir, _ = _start(config, run_id)
     t0 = time.perf_counter()
-    trained = pipeline.load_trained(checkpoint_path, model, dataset, config_files, overrides, use="eval",
-                                    on_config=start)
+    trained = pipeline.load_trained(ckpt, config=config)
     data_seconds = time.perf_counter() - t0
-    config, data, ckpt, meta = trained.config, trained.dataset, trained.checkpoint, trained.meta
-    run_id, output_dir = state["id"], state["output_dir"]
+    meta = trained.meta
     logger.info(f"evaluating checkpoint {meta['path']} (epoch {ckpt.get('epoch')})")
     trainer = pipeline.get_trainer(config, trained.model, output_dir, saved_model_file=meta["path"])
     show = bool(config["show_progress"])
@@ -242,76 +220,63 @@ def evaluate_checkpoint(checkpoint_path, model=None, dataset=None, config_files=
         valid_result = trainer.evaluate(trained.valid_data, load_best_model=False, show_progress=show)
         test_result = trainer.evaluate(trained.test_data, load_best_model=False, show_progress=show)
         test_seconds = time.perf_counter() - t1
-    result = {
-        "run_id": run_id,
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "status": "evaluated",
-        "eval_only": True,
-        "checkpoint": meta["path"],
-        "checkpoint_epoch": ckpt.get("epoch"),
-        "best_epoch": meta.get("best_epoch", ckpt.get("epoch")),
-        "valid_metric": config["valid_metric"],
-        "best_valid_result": dict(valid_result or {}),
-        "test_result": dict(test_result or {}),
-        "epochs_run": len(meta.get("epoch_seconds") or []),
-        "epoch_seconds": list(meta.get("epoch_seconds") or []),
-        "data_seconds": data_seconds,
-        "test_seconds": test_seconds,
-        "num_users": data.user_num,
-        "num_items": data.item_num,
-        "num_interactions": len(data.inter_feat),
-        "output_dir": output_dir,
-        "config": {k: v for k, v in config.final_config_dict.items()},
-    }
-    write_json(os.path.join(output_dir, "result.json"), result)
+    data = trained.dataset
+    result = RunResult(
+        run_id, config["model"], config["dataset"], "evaluated", output_dir, config=dict(config.final_config_dict),
+        eval_only=True, checkpoint=meta["path"], checkpoint_epoch=ckpt.get("epoch"),
+        best_epoch=meta.get("best_epoch", ckpt.get("epoch")), valid_metric=config["valid_metric"],
+        best_valid_result=dict(valid_result or {}), test_result=dict(test_result or {}),
+        epochs_run=len(meta.get("epoch_seconds") or []), epoch_seconds=list(meta.get("epoch_seconds") or []),
+        data_seconds=data_seconds, test_seconds=test_seconds, num_users=data.user_num, num_items=data.item_num,
+        num_interactions=len(data.inter_feat))
+    result.write()
     return result
 
 
-def run_reference_rules(result: dict, config_files=None, overrides=None) -> list[dict]:
+def run_reference_rules(result: RunResult, config_files=None, overrides=None) -> list[RunResult]:
     """The no-training reference rules named by the run's ``reference_rules`` key (the default job sets it:
     ``props/default_job.yaml``), each run on the same dataset, config and split as ``result``, one pass, no
     checkpoint kept: a yardstick for the run's metrics. Empty when the key is empty or the run is itself a rule."""
-    names = list((result.get("config") or {}).get("reference_rules") or [])
-    if result.get("model") in names:
+    names = list((result.config or {}).get("reference_rules") or [])
+    if result.model in names:
         return []
     quiet = {**dict(overrides or {}), "state": "WARNING", "show_progress": False}
-    return [run(name, result["dataset"], config_files, quiet, saved=False) for name in names]
+    return [run(name, result.dataset, config_files, quiet, saved=False) for name in names]
 
 
-def format_reference_table(result: dict, references: list[dict], metrics=("ndcg@10", "hit@10")) -> str:
+def format_reference_table(result: RunResult, references: list[RunResult], metrics=("ndcg@10", "hit@10")) -> str:
     """Test metrics of ``result`` and of each reference rule's run, one line per model."""
     if not references:
         return ""
-    width = max(len(r["model"]) for r in [result, *references]) + 2
+    width = max(len(r.model) for r in [result, *references]) + 2
     lines = [f"reference rules on the same split (they train nothing; test metrics):",
              f"{'model':<{width}}" + "".join(f"{m:>10}" for m in metrics)]
     for r in [*references, result]:
-        lines.append(f"{r['model']:<{width}}" + "".join(f"{r['test_result'].get(m, float('nan')):>10.4f}"
+        lines.append(f"{r.model:<{width}}" + "".join(f"{r.test_result.get(m, float('nan')):>10.4f}"
                                                         for m in metrics))
     return "\n".join(lines)
 
 
-def format_result_table(result: dict) -> str:
+def format_result_table(result: RunResult) -> str:
     """The final table: one row per metric, best-validation and test columns."""
-    valid, test = result["best_valid_result"], result["test_result"]
+    valid, test = result.best_valid_result, result.test_result
     metrics = list(test) or list(valid)
     width = max([len(m) for m in metrics] + [6])
-    if result.get("eval_only"):
-        head = f"{result['model']} on {result['dataset']}: checkpoint {result['checkpoint']} (best epoch {result['best_epoch']})"
+    if result.eval_only:
+        head = f"{result.model} on {result.dataset}: checkpoint {result.checkpoint} (best epoch {result.best_epoch})"
         lines = [head, f"{'metric':<{width}}  {'valid':>8}  {'test':>8}"]
         for m in metrics:
             lines.append(f"{m:<{width}}  {valid.get(m, float('nan')):>8.4f}  {test.get(m, float('nan')):>8.4f}")
-        lines.append(f"result: {os.path.join(result['output_dir'], 'result.json')}")
+        lines.append(f"result: {result.path}")
         return "\n".join(lines)
     lines = [
-        f"{result['model']} on {result['dataset']}: best epoch {result['best_epoch']} "
-        f"of {result['epochs_run']} ({result['valid_metric']}), "
-        f"{sum(result['epoch_seconds']) / max(1, len(result['epoch_seconds'])):.1f} s per training epoch",
+        f"{result.model} on {result.dataset}: best epoch {result.best_epoch} "
+        f"of {result.epochs_run} ({result.valid_metric}), "
+        f"{sum(result.epoch_seconds) / max(1, len(result.epoch_seconds)):.1f} s per training epoch",
         f"{'metric':<{width}}  {'valid':>8}  {'test':>8}",
     ]
     for m in metrics:
         v = valid.get(m)
         lines.append(f"{m:<{width}}  {v if v is not None else float('nan'):>8.4f}  {test.get(m, float('nan')):>8.4f}")
-    lines.append(f"result: {os.path.join(result['output_dir'], 'result.json')}")
+    lines.append(f"result: {result.path}")
     return "\n".join(lines)

@@ -9,8 +9,8 @@ Python::
 
 Command line (JSON out, one object per user; a summary of what was dropped or replaced on stderr)::
 
-    python -m recbole_famous.serving --checkpoint=PATH --histories=histories.json --top_n=10
-    python -m recbole_famous.serving --checkpoint=PATH --history="242 302 377"
+    python run_recbole_famous.py recommend --checkpoint=PATH --histories=histories.json --top_n=10
+    python run_recbole_famous.py recommend --checkpoint=PATH --history="242 302 377"
     python run_recbole_famous.py recommend --checkpoint=PATH --histories=-        # JSON from stdin
     python run_recbole_famous.py recommend --checkpoint=PATH --all-users --top_n=10 --out top10.csv
 
@@ -42,12 +42,11 @@ for models whose construction needs more than the item count. The model is loade
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping
 
-from recbole_famous.errors import UsageError, run_main
+from recbole_famous.errors import UsageError
 
 
 def routed_experts(model, interaction):
@@ -277,57 +276,7 @@ def summary(answers: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def _read_histories(args):
-    if args.history is not None:
-        return {"user": args.history.replace(",", " ").split()}
-    if args.histories is None:
-        raise UsageError("give --histories=FILE (JSON; - for stdin) or --history='ITEM ITEM ...'")
-    try:
-        if args.histories == "-":
-            return json.load(sys.stdin)
-        with open(args.histories, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"histories file not found: {args.histories}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"histories file {args.histories} is not valid JSON: {exc}") from None
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m recbole_famous.serving",
-        description="Top-N recommendations from a checkpoint for item histories in original ids (JSON out).",
-    )
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by a run (saved/<run_id>.pth)")
-    parser.add_argument("--histories", help="JSON file (- for stdin): {user: [item, ...]} or [[item, ...], ...]")
-    parser.add_argument("--history", help="one history, item ids separated by spaces or commas, oldest first")
-    parser.add_argument("--top_n", type=int, default=10)
-    parser.add_argument("--include_seen", action="store_true", help="allow items already in the history")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the checkpoint's config)")
-    parser.add_argument("--all-users", "--all_users", dest="all_users", action="store_true",
-                        help="every user of the checkpoint's dataset, from the whole history it has there (CSV)")
-    parser.add_argument("--out", help="with --all-users: the CSV to write (user_id, rank, item_id, original_id, score)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-
-    def body():
-        if args.all_users:
-            if not args.out or args.histories or args.history:
-                raise UsageError("--all-users writes a CSV: give --out=FILE.csv, and no --histories / --history")
-            counts = export_all_users(args.checkpoint, args.out, args.top_n, exclude_seen=not args.include_seen,
-                                      device=args.device, echo=lambda m: print(m, file=sys.stderr))
-            print(f"top {counts['top_n']} of {counts['users']:,} users written to {counts['path']}", file=sys.stderr)
-            return 0
-        histories = _read_histories(args)
-        answers = Recommender(args.checkpoint, device=args.device).recommend(
-            histories, top_n=args.top_n, exclude_seen=not args.include_seen
-        )
-        json.dump(answers, sys.stdout, indent=1, default=str)
-        print()
-        print(summary(answers), file=sys.stderr)
-        return 0
-
-    return run_main(body, bad_input=(OSError,))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command line moved; say where, in one line
+    print("python -m recbole_famous.serving is now: python run_recbole_famous.py recommend --checkpoint=PATH ... "
+          "(recbole_famous/cli/recommend.py)", file=sys.stderr)
+    sys.exit(2)

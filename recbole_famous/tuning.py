@@ -1,32 +1,17 @@
 """Hyper-parameter search in RecBole's conventions: a params file, ``recbole.trainer.HyperTuning`` and hyperopt.
 
-``python run_recbole_famous.py tune --model=M --dataset=D --params_file=hyper/M.hyper [--algo=bayes|random|
-exhaustive] [--max_evals=N] [--config_files=...] [--output_dir=DIR] [--no_default] [--key=value ...]``
-
-The params file is RecBole's ``run_hyper.py`` format, one parameter a line (``#`` starts a comment)::
-
-    learning_rate loguniform -8,0        # exp(uniform(-8, 0)), as hyperopt's hp.loguniform (bounds are logs)
-    hidden_dropout_prob uniform 0.1,0.5
-    n_layers quniform 1,3,1              # integer bounds and step give integer values
-    spe_mode choice ['exact','sampled']  # a Python literal list
+The command line, the params file's format and the output folder: ``recbole_famous/cli/tune.py``
+(``run_recbole_famous.py tune --help``).
 
 Each trial is one run of the plugin's own pipeline (``recbole_famous.runner.run``) with the trial's values on top
 of the run's config (``--config_files``, ``--key=value``; the budget, ``epochs`` / ``stopping_step``, comes from
 there); the best epoch and the trial are chosen on the validation split (``valid_metric``), the test split is
 evaluated and reported, never used for the choice. With ``--no_default`` absent, the config's own values of the
 searched parameters run first as the ``default`` trial (outside hyperopt's sampling), so that the table compares
-the tuned setting with the default at the same budget.
-
-Output in ``--output_dir`` (default ``<results_dir>/tuning/<model>-<dataset>-<params file name>``):
-``trials/<n>.json`` (one finished trial each, written atomically), ``results.md`` / ``results.csv`` (every trial,
-rewritten after each), ``best.yaml`` (the best setting, for ``--config_files``), ``runs/<trial>/`` (each trial's
-run log and result.json), ``search.json`` (what the search is). Running the same command again continues the
-search: hyperopt is replayed with the same seed, and each trial already on disk is read back, not rerun.
-"""
+the tuned setting with the default at the same budget."""
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import csv
@@ -316,9 +301,9 @@ class Search:
             record.update(status="diverged", error=str(exc))
         else:
             record.update(
-                status="finished", valid_metric=result["valid_metric"], best_valid_score=result["best_valid_score"],
-                best_valid_result=result["best_valid_result"], test_result=result["test_result"],
-                best_epoch=result["best_epoch"], epochs_run=result["epochs_run"],
+                status="finished", valid_metric=result.valid_metric, best_valid_score=result.best_valid_score,
+                best_valid_result=result.best_valid_result, test_result=result.test_result,
+                best_epoch=result.best_epoch, epochs_run=result.epochs_run,
             )
         finally:
             shutil.rmtree(self._path("checkpoints"), ignore_errors=True)
@@ -425,39 +410,3 @@ class Search:
                     + yaml.safe_dump(best["params"], sort_keys=False))
             _write_atomic(self._path("best.yaml"), text)
         return best
-
-
-def parse_args(argv, parse_value=None):
-    parser = argparse.ArgumentParser(prog="run_recbole_famous.py tune", description=__doc__.split("\n\n")[0],
-                                     epilog="Any other --key=value is a config setting for every trial.\n\n"
-                                     + "\n\n".join(__doc__.split("\n\n")[2:]).replace("``", "'"),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "-m", default=None)
-    parser.add_argument("--dataset", "-d", default=None)
-    parser.add_argument("--params_file", required=True, help="RecBole params file, e.g. hyper/FamouSRec.hyper")
-    parser.add_argument("--algo", default="bayes", help="bayes (TPE), random or exhaustive (choice lines only)")
-    parser.add_argument("--max_evals", type=int, default=None, help="trials sampled by hyperopt (default 10)")
-    parser.add_argument("--config_files", default="", help='space-separated yaml files, e.g. "a.yaml b.yaml"')
-    parser.add_argument("--output_dir", default=None)
-    parser.add_argument("--tune_seed", type=int, default=None, help="hyperopt's seed (default: the config's seed)")
-    parser.add_argument("--no_default", action="store_true", help="do not run the config's own values first")
-    args, rest = parser.parse_known_args(argv)
-    from recbole_famous.config import parse_overrides  # the one parser of --key=value (also the main CLI's)
-
-    return args, parse_overrides(rest)
-
-
-def main(argv, parse_value=None) -> int:
-    """``run_recbole_famous.py tune ...``; ``--key=value`` settings are read by ``config.parse_overrides``, the main
-    CLI's parser (``parse_value`` is accepted for older callers and not used)."""
-    from recbole_famous.errors import run_main
-
-    def body():
-        args, overrides = parse_args(argv, parse_value)
-        search = Search(args.model, args.dataset, args.params_file, args.config_files.split(), overrides,
-                        algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir,
-                        include_default=not args.no_default, seed=args.tune_seed)
-        search.run()
-        return 0
-
-    return run_main(body, interrupted="finished trials are kept: run the same command to continue")

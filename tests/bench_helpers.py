@@ -38,3 +38,10 @@ def finished_records(out_dir: str, profile: str | None = None) -> list:
                 if record and record.get("status") == "finished":
                     records.append(record)
     return records
+
+
+def bench_cli(argv) -> int:
+    """``run_recbole_famous.py bench ARGV`` in this process; its exit code."""
+    from recbole_famous.cli import main
+
+    return main(["bench", *argv])

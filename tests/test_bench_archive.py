@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from recbole_famous.bench import __main__ as cli
+from bench_helpers import bench_cli
 from recbole_famous.bench import archive, peruser, plan, runs
 
 
@@ -116,13 +116,13 @@ def test_cli_archive_restore_and_a_missing_archive(tmp_path, capsys):
     old, new = str(tmp_path / "old"), str(tmp_path / "new")
     _finish(old, sas)
     common = ["--profile", str(tmp_path / "prof1.yaml"), "--docs", str(tmp_path / "docs")]
-    assert cli.main(["archive", *common, "--out", old]) == 0
+    assert bench_cli(["archive", *common, "--out", old]) == 0
     assert os.path.isfile(os.path.join(tmp_path, "docs", "prof1", "records", "mlslice", "SASRec", "seed1.json"))
-    assert cli.main(["restore", *common, "--out", new]) == 0
+    assert bench_cli(["restore", *common, "--out", new]) == 0
     assert "'restored': 1" in capsys.readouterr().out
-    assert cli.main(["status", *common, "--out", new]) == 0
+    assert bench_cli(["status", *common, "--out", new]) == 0
     assert "finished  mlslice      SASRec" in capsys.readouterr().out
-    assert cli.main(["restore", *common, "--out", new, "--records", str(tmp_path / "nowhere")]) == 2
+    assert bench_cli(["restore", *common, "--out", new, "--records", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no archived run records" in err[0]
 
@@ -154,7 +154,7 @@ def test_bench_run_archives_each_finished_run_with_its_per_user_values(ml100k_sl
     monkeypatch.setattr(runs, "launch_subprocess", lambda job, out, log, echo=None: run_in_process(job, out, log))
     out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
     common = ["--profile", str(tmp_path / "fin.yaml"), "--docs", docs, "--out", out]
-    assert cli.main(["run", *common]) == 0
+    assert bench_cli(["run", *common]) == 0
     spec = plan.plan(plan.load_profile(str(tmp_path / "fin.yaml")))[0]
     archived = os.path.join(docs, "fin", "records", "mlslice", "GRU4Rec", "seed5.json")
     assert runs.load_record(archived) == runs.load_record(runs.record_path(out, spec))
@@ -165,6 +165,6 @@ def test_bench_run_archives_each_finished_run_with_its_per_user_values(ml100k_sl
 
     # --no-archive leaves the records folder alone
     other_docs = str(tmp_path / "docs2")
-    assert cli.main(["run", "--profile", str(tmp_path / "fin.yaml"), "--docs", other_docs,
+    assert bench_cli(["run", "--profile", str(tmp_path / "fin.yaml"), "--docs", other_docs,
                      "--out", str(tmp_path / "out2"), "--no-archive"]) == 0
     assert not os.path.exists(os.path.join(other_docs, "fin", "records"))

@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from recbole_famous.bench import __main__ as cli
+from bench_helpers import bench_cli
 from recbole_famous.bench import analysis, compare, peruser, plan, runs, trained
 
 from bench_helpers import run_in_process
@@ -129,7 +129,7 @@ def _md(docs):
 def test_compare_with_a_pending_model(tiny, tmp_path):
     docs = str(tmp_path / "docs")
     argv = ["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs]
-    assert cli.main(argv) == 0
+    assert bench_cli(argv) == 0
     md = _md(docs)
     sas, gru = tiny["records"]
     best = "SASRec" if sas["valid_metrics"]["ndcg@10"] >= gru["valid_metrics"]["ndcg@10"] else "GRU4Rec"
@@ -165,12 +165,12 @@ def test_a_comparison_whose_records_are_gone_is_kept(tiny, tmp_path):
     lose runs too, the command says so and writes nothing."""
     docs = str(tmp_path / "docs")
     folder = os.path.join(docs, "tiny")
-    assert cli.main(["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs]) == 0
+    assert bench_cli(["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs]) == 0
     kept = {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
     fewer = str(tmp_path / "fewer")
     shutil.copytree(tiny["out"], fewer)
     os.remove(runs.record_path(fewer, tiny["specs"][0]))  # SASRec's record gone
-    assert cli.main(["compare", "--profile", tiny["profile"], "--out", fewer, "--docs", docs]) == 0
+    assert bench_cli(["compare", "--profile", tiny["profile"], "--out", fewer, "--docs", docs]) == 0
     assert {name: open(os.path.join(folder, name), "rb").read() for name in kept} == kept
     md = open(os.path.join(folder, "comparison_mlslice.md"), encoding="utf-8").read()
     assert "SASRec 0/1 finished (pending: seed 3)" in md and "GRU4Rec 1/1 finished" in md
@@ -178,7 +178,7 @@ def test_a_comparison_whose_records_are_gone_is_kept(tiny, tmp_path):
     assert "`curves_mlslice.csv`" in md and os.path.isfile(os.path.join(folder, "significance_mlslice.csv"))
     os.remove(runs.record_path(fewer, tiny["specs"][1]))  # GRU4Rec's too: comparison_mlslice would lose it
     written = sorted(os.listdir(folder))
-    assert cli.main(["compare", "--profile", tiny["profile"], "--out", fewer, "--docs", docs]) == 2
+    assert bench_cli(["compare", "--profile", tiny["profile"], "--out", fewer, "--docs", docs]) == 2
     assert sorted(os.listdir(folder)) == written
     assert "GRU4Rec" in open(os.path.join(folder, "comparison_mlslice.md"), encoding="utf-8").read().split("Runs:")[1]
 
@@ -187,7 +187,7 @@ def test_compare_paired_test_from_checkpoints(tiny, tmp_path):
     docs, cache = str(tmp_path / "docs"), str(tmp_path / "cache")
     argv = ["compare", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--ours", "GRU4Rec",
             "--cache", cache, "--models", "SASRec,GRU4Rec"]
-    assert cli.main(argv) == 0
+    assert bench_cli(argv) == 0
     md = _md(docs)
     assert "### mlslice: paired test over test users, GRU4Rec vs SASRec" in md
     with open(os.path.join(docs, "tiny", "significance.csv")) as f:
@@ -219,12 +219,14 @@ def test_learning_curve_of_a_run_still_going(tiny, tmp_path):
     assert curve["source"] == "pending (resume checkpoint)" and curve["epochs_run"] == 2
     assert curve["scores"] == {int(k): pytest.approx(v) for k, v in sas_scores.items()}
     docs = str(tmp_path / "docs")
-    assert cli.main(["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs]) == 0
+    assert bench_cli(["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs]) == 0
     md = _md(docs)
     assert "| FamouSRec | 3 | pending | 2 so far |" in md
     said = []
-    assert cli._dispatch(cli.parser().parse_args(["status", "--profile", tiny["profile"], "--out", out]),
-                         [], said.append) == 0
+    from recbole_famous.cli import bench as bench_command, parse
+
+    args = parse(["bench", "status", "--profile", tiny["profile"], "--out", out])[1]
+    assert bench_command._dispatch(args, [], said.append) == 0
     best = curve["best_epoch"]
     assert said[2].startswith("pending") and said[2].endswith(
         f"seed 3  2 epochs so far, best valid {curve['scores'][best]:.4f} at epoch {best}")
@@ -260,7 +262,7 @@ def test_a_failed_per_user_check_leaves_the_p_value_out(tiny, tmp_path):
     with open(path, "w") as f:
         json.dump(record, f)
     argv = ["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs, "--ours", "GRU4Rec"]
-    assert cli.main(argv) == 1
+    assert bench_cli(argv) == 1
     md = _md(docs)
     assert "Per-user check FAILED: seed 3: GRU4Rec on mlslice, seed 3: the mean of the per-user ndcg@10" in md
     assert "Wilcoxon p =" not in md and not os.path.isfile(peruser.cache_path(path))
@@ -278,7 +280,7 @@ def test_a_run_without_checkpoint_or_cache_is_said_not_failed(tiny, tmp_path):
     assert not peruser.obtainable(record, peruser.cache_path(path))
     argv = ["compare", "--profile", tiny["profile"], "--out", out, "--docs", docs, "--ours", "GRU4Rec",
             "--models", "SASRec,GRU4Rec"]
-    assert cli.main(argv) == 0
+    assert bench_cli(argv) == 0
     md = _md(docs)
     p_row = next(line for line in md.splitlines() if line.startswith("| p, paired over test users"))
     assert ("seed 3: no per-user values of SASRec here (neither cached nor its checkpoint on this machine)"

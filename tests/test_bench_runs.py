@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from recbole_famous.bench import __main__ as cli
+from bench_helpers import bench_cli
 from recbole_famous.bench import plan, runs
 
 from bench_helpers import finished_records
@@ -170,10 +170,10 @@ def test_bad_profiles_are_one_line_usage_errors(tmp_path, capsys):
     bad.write_text("models: [SASRec]\nbudget: 3\n")
     with pytest.raises(UsageError, match="unknown key"):
         plan.load_profile(str(bad))
-    assert cli.main(["status", "--profile", "no_such_profile"]) == 2
+    assert bench_cli(["status", "--profile", "no_such_profile"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown benchmark profile") and len(err.strip().splitlines()) == 1
-    assert good.name == "prof" and cli.main(["ablations", "--profile", str(tmp_path / "prof.yaml"), "--only", "table9"]) == 2
+    assert good.name == "prof" and bench_cli(["ablations", "--profile", str(tmp_path / "prof.yaml"), "--only", "table9"]) == 2
     assert "unknown ablation group" in capsys.readouterr().err
 
 
@@ -255,7 +255,7 @@ def test_half_done_runs_go_first(tmp_path):
 def test_a_missing_dataset_stops_the_benchmark_before_any_run(tmp_path, capsys):
     _profile(tmp_path)
     out = str(tmp_path / "out")
-    assert cli.main(["run", "--profile", str(tmp_path / "prof.yaml"), "--out", out, "--datasets", "Nope"]) == 2
+    assert bench_cli(["run", "--profile", str(tmp_path / "prof.yaml"), "--out", out, "--datasets", "Nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: dataset 'Nope' not found") and "\n" not in err
     assert not os.path.exists(os.path.join(out, "logs"))  # no run was started
@@ -283,7 +283,9 @@ def test_the_store_comes_from_the_environment_and_runs_resume_from_it(tmp_path, 
     monkeypatch.setenv(runs.STORE_ENV, str(store))
     monkeypatch.chdir(tmp_path)  # a relative results/bench would land here
     assert runs.default_out() == str(store)
-    assert cli.parser().parse_args(["run"]).out == str(store)
+    from recbole_famous.cli import parse
+
+    assert parse(["bench", "run"])[1].out == str(store)
     specs = plan.plan(_profile(tmp_path))
     calls = []
     runs.run_all(specs[:2], launcher=_writer(calls), echo=lambda m: None)  # killed after two runs

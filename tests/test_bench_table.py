@@ -78,7 +78,7 @@ def test_csv_long_form(tmp_path):
 def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
     import json
 
-    from recbole_famous.bench import __main__ as cli
+    from bench_helpers import bench_cli
     from recbole_famous.bench import plan, runs
 
     (tmp_path / "p.yaml").write_text(json.dumps({"description": "toy budget", "models": ["SASRec", "FamouSRec"],
@@ -91,13 +91,13 @@ def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
         with open(path, "w") as f:
             json.dump({**rec, "spec": runs.spec_dict(spec)}, f)
     argv = ["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs]
-    assert cli.main(argv) == 0
+    assert bench_cli(argv) == 0
     md = open(os.path.join(docs, "p", "table2.md")).read()
     assert "**`p`**: toy budget" in md and "+20.0% vs SASRec" in md
     assert "Made by: `python -m recbole_famous.bench table --profile" in md
     # a command that selects one model (or one dataset outside the profile) still writes the whole profile's table
     argv = ["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs, "--models", "SASRec"]
-    assert cli.main(argv) == 0
+    assert bench_cli(argv) == 0
     md = open(os.path.join(docs, "p", "table2.md")).read()
     assert "| metric | SASRec | FamouSRec | FamouSRec vs best learned | FamouSRec vs best rule |" in md
     assert "+20.0% vs SASRec" in md
@@ -106,7 +106,7 @@ def test_table_command_writes_docs_from_run_records(tmp_path, capsys):
     os.makedirs(os.path.dirname(path))
     with open(path, "w") as f:
         json.dump({**_rec("SASRec", 1, 0.04), "spec": runs.spec_dict(other)}, f)
-    assert cli.main(["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs,
+    assert bench_cli(["table", "--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs,
                      "--datasets", "Arts"]) == 0
     md = open(os.path.join(docs, "p", "table2_Arts.md")).read()  # --datasets names the table's datasets
     assert "### Arts" in md and "### Instruments" not in md
@@ -200,7 +200,7 @@ def test_datasets_name_the_table_and_comparison_files(tmp_path, monkeypatch):
     """`--datasets OR` writes table2_OR.* and comparison_OR.* with OR's runs only, beside the other datasets'."""
     import json
 
-    from recbole_famous.bench import __main__ as cli
+    from bench_helpers import bench_cli
     from recbole_famous.bench import plan, runs
 
     body = {"description": "toy", "models": ["SASRec", "FamouSRec"], "datasets": ["Instruments", "OR"],
@@ -215,10 +215,10 @@ def test_datasets_name_the_table_and_comparison_files(tmp_path, monkeypatch):
         with open(path, "w") as f:
             json.dump({**_rec(spec.model, 1, score, dataset=spec.dataset), "spec": runs.spec_dict(spec)}, f)
     common = ["--profile", str(tmp_path / "p.yaml"), "--out", out, "--docs", docs, "--datasets", "OR"]
-    assert cli.main(["table", *common]) == 0
+    assert bench_cli(["table", *common]) == 0
     md = open(os.path.join(docs, "p", "table2_OR.md")).read()
     assert "### OR" in md and "### Instruments" not in md
     assert not os.path.exists(os.path.join(docs, "p", "table2.md"))
-    assert cli.main(["compare", *common]) == 0
+    assert bench_cli(["compare", *common]) == 0
     assert os.path.exists(os.path.join(docs, "p", "comparison_OR.md"))
     assert os.path.exists(os.path.join(docs, "p", "significance_OR.csv"))

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from recbole_famous.data import DatasetNotPrepared, SOURCE_ENV, ensure_prepared
-from recbole_famous.data.__main__ import main
+from recbole_famous.cli import main as cli_main
+
+
+def main(argv) -> int:
+    """``run_recbole_famous.py data ARGV`` in this process."""
+    return cli_main(["data", *argv])
 from recbole_famous.data.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]

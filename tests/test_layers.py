@@ -12,8 +12,9 @@ PACKAGE = "recbole_famous"
 
 # Top to bottom; a unit is a top-level module or a subpackage. A unit may import units of its own layer or below.
 LAYERS = [
+    ["cli"],  # the command line: one parser, one exit-code handler, a module per subcommand
     ["launch", "bench", "tuning"],  # several processes; the benchmark and the search (run the runner per job)
-    ["runner", "serving"],  # entry points built from the pipeline steps
+    ["runner", "serving", "run_result"],  # entry points built from the pipeline steps; what a run gives
     ["pipeline"],  # the public steps
     ["config", "trainer", "checkpoint", "distributed"],  # RecBole's Config / Trainer extended, checkpoint checks
     ["model"],
@@ -22,7 +23,7 @@ LAYERS = [
 ]
 RANK = {f"{PACKAGE}.{unit}": i for i, layer in enumerate(LAYERS) for unit in layer}
 # Checked for private names: the entry points and everything built on the pipeline steps.
-ENTRY_POINTS = ["run_recbole_famous.py", f"{PACKAGE}/runner.py", f"{PACKAGE}/serving.py", f"{PACKAGE}/launch.py", f"{PACKAGE}/tuning.py",
+ENTRY_POINTS = ["run_recbole_famous.py", *glob.glob(os.path.join(REPO, PACKAGE, "cli", "*.py")), f"{PACKAGE}/runner.py", f"{PACKAGE}/serving.py", f"{PACKAGE}/launch.py", f"{PACKAGE}/tuning.py",
                 *glob.glob(os.path.join(REPO, PACKAGE, "bench", "*.py")), *glob.glob(os.path.join(REPO, "benchmarks", "*.py"))]
 
 

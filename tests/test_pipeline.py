@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recbole_famous import checkpoint, pipeline
-from recbole_famous.bench.__main__ import _sets
+from recbole_famous.cli.bench import _sets
 from recbole_famous.config import parse_overrides
 from recbole_famous.errors import TrainingInterrupted, UsageError
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from recbole_famous.cli import main as cli_main
 from recbole_famous import pipeline, runner
 from recbole_famous.serving import Recommender
 
@@ -187,7 +188,7 @@ def test_recommend_all_users_exports_every_users_top_k(tiny, tmp_path):
 
     result, trained = _trained("ItemTransition", tiny, tmp_path)
     out = tmp_path / "top3.csv"
-    assert serving.main(["--checkpoint", result["checkpoint"], "--all-users", "--top_n", "3", "--out", str(out)]) == 0
+    assert cli_main(["recommend", "--checkpoint", result["checkpoint"], "--all-users", "--top_n", "3", "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     users = {r["user_id"] for r in rows}
     assert len(users) == 40 and len(rows) == 120 and {r["rank"] for r in rows} == {"1", "2", "3"}
@@ -203,7 +204,7 @@ def test_recommend_all_users_exports_every_users_top_k(tiny, tmp_path):
         assert got == answer["items"]
         assert not set(got) & set(histories[answer["user"]])  # seen items excluded by default
     assert {r["original_id"] for r in rows} == {r["item_id"] for r in rows}  # no item_map: the token itself
-    assert serving.main(["--checkpoint", result["checkpoint"], "--all-users"]) == 2  # no --out: one-line error
+    assert cli_main(["recommend", "--checkpoint", result["checkpoint"], "--all-users"]) == 2  # no --out: one-line error
 
 
 def test_note_and_yardstick_keys_never_make_a_checkpoint_incompatible(ml100k_slice):

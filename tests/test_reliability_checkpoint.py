@@ -66,6 +66,12 @@ def test_eval_only_reproduces_the_runs_test_metrics(trained, tmp_path, capsys, m
     assert evaluated["epochs_run"] == result["best_epoch"] + 1 and evaluated["checkpoint_epoch"] == result["best_epoch"]
     code = cli.main([f"--checkpoint={result['checkpoint']}", "--eval_only", f"--results_dir={tmp_path}", "--topk=[3]"])
     assert code == 0 and "hit@3" in capsys.readouterr().out
+    # the `eval` subcommand is the same evaluation
+    assert cli.main(["eval", f"--checkpoint={result['checkpoint']}", f"--results_dir={tmp_path / 'sub'}"]) == 0
+    (sub_dir,) = os.listdir(tmp_path / "sub")
+    with open(tmp_path / "sub" / sub_dir / "result.json") as f:
+        assert json.load(f)["test_result"] == result["test_result"]
+    assert "checkpoint not found" in _one_line_error(capsys, cli.main(["eval", f"--checkpoint={tmp_path}/no.pth"]))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import run_recbole_famous as cli
+from recbole_famous.cli import main as cli_main
 from recbole_famous import checkpoint, serving
 from recbole_famous.config import plugin_model_names
 from recbole_famous.errors import UsageError
@@ -105,7 +106,7 @@ def test_other_models_have_no_expert_and_the_cli(sasrec_checkpoint, capsys, tmp_
     (answer,) = rec.recommend({"x": vocab[:3]}, top_n=3)
     assert answer["expert"] is None and answer["expert_index"] is None and len(answer["items"]) == 3
 
-    assert serving.main([f"--checkpoint={sasrec_checkpoint}", f"--history={vocab[0]} {vocab[1]} nope"]) == 0
+    assert cli_main(["recommend", f"--checkpoint={sasrec_checkpoint}", f"--history={vocab[0]} {vocab[1]} nope"]) == 0
     captured = capsys.readouterr()
     (out,) = json.loads(captured.out)
     assert out["unknown_items"] == ["nope"] and len(out["items"]) == 10
@@ -126,7 +127,7 @@ def test_other_models_have_no_expert_and_the_cli(sasrec_checkpoint, capsys, tmp_
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err
     (tmp_path / "bad.json").write_text("{not json")
-    assert serving.main([f"--checkpoint={sasrec_checkpoint}", f"--histories={tmp_path / 'bad.json'}"]) == 2
+    assert cli_main(["recommend", f"--checkpoint={sasrec_checkpoint}", f"--histories={tmp_path / 'bad.json'}"]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
 
 

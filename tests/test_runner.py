@@ -12,6 +12,7 @@ import pytest
 import run_recbole_famous as cli
 from recbole_famous import config as config_module
 from recbole_famous.pipeline import build_config
+from recbole_famous.run_result import RunResult
 from recbole_famous.runner import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,8 +45,13 @@ def test_cli_trains_builtin_model_and_writes_result(quick_overrides, tmp_path, m
 def test_run_gru4rec_learns_over_epochs(quick_overrides):
     # two epochs of a second built-in model through the same runner: the training loss falls
     result = run("GRU4Rec", "mlslice", overrides={**quick_overrides, "epochs": 2, "stopping_step": 5, "state": "INFO"})
-    assert result["epochs_run"] == 2
-    assert result["test_result"]["hit@10"] > 0
+    assert isinstance(result, RunResult) and result.status == "finished" and result.epochs_run == 2
+    assert result.test_result["hit@10"] > 0 and result["test_result"] is result.test_result
+    # the result file is the dataclass, whole, and reads back into it
+    with open(result.path, encoding="utf-8") as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(result.to_dict(), default=str)) and "error" not in written
+    assert RunResult.from_dict(written).to_dict() == written
     # the run's log has the paper's Table-1 statistics, as converted and after RecBole's filter (120 users)
     log = open(os.path.join(result["output_dir"], "run.log"), encoding="utf-8").read()
     table = [line for line in log.splitlines() if "mlslice after RecBole filter" in line]

@@ -116,18 +116,18 @@ def test_generator_rejects_bad_input(tmp_path, kwargs, message):
 
 
 def test_cli_bad_type_is_one_line_and_exit_2(tmp_path, capsys):
-    from recbole_famous.data.__main__ import main
+    from recbole_famous.cli import main
 
-    assert main(["synth", "S", "--out", str(tmp_path), "--types", "weekly"]) == 2
+    assert main(["data", "synth", "S", "--out", str(tmp_path), "--types", "weekly"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown behaviour type" in err[0]
     assert not (tmp_path / "S").exists()
 
 
 def test_cli_passes_the_new_options(tmp_path):
-    from recbole_famous.data.__main__ import main
+    from recbole_famous.cli import main
 
-    assert main(["synth", "S", "--out", str(tmp_path), "--types", "periodic,repeat", "--users-per-type", "20",
+    assert main(["data", "synth", "S", "--out", str(tmp_path), "--types", "periodic,repeat", "--users-per-type", "20",
                  "--period", "3", "--period-max", "5", "--repeat-min", "3", "--repeat-max", "3",
                  "--repeat-chain", "own", "--noise", "0"]) == 0
     kinds = synth.read_types("S", str(tmp_path))
@@ -137,7 +137,7 @@ def test_cli_passes_the_new_options(tmp_path):
         else:  # r = 3 for everyone: every run but the first and the last has length 3
             bounds = [0] + [t for t in range(1, len(seq)) if seq[t] != seq[t - 1]] + [len(seq)]
             assert {b - a for a, b in zip(bounds[1:-2], bounds[2:-1])} == {3}
-    assert main(["synth", "T", "--out", str(tmp_path), "--period", "4", "--period-max", "3"]) == 2
+    assert main(["data", "synth", "T", "--out", str(tmp_path), "--period", "4", "--period-max", "3"]) == 2
 
 
 # The small instance of docs/results/synth/README.md: alternating and chain-walking users, three small experts,

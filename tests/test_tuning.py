@@ -14,6 +14,7 @@ import time
 import pytest
 
 import run_recbole_famous as cli
+from recbole_famous.run_result import RunResult
 from recbole_famous import tuning
 from recbole_famous.errors import UsageError
 
@@ -260,8 +261,9 @@ class _FakeRunner:
         if overrides["learning_rate"] == 1.0:
             raise NonFiniteLoss("loss part L_rec is nan at epoch 0")
         score = {0.001: 0.02, 0.01: 0.03}[overrides["learning_rate"]]
-        return {"valid_metric": "NDCG@10", "best_valid_score": score, "best_valid_result": {"ndcg@10": score},
-                "test_result": {"ndcg@10": score / 2}, "best_epoch": 0, "epochs_run": 1}
+        return RunResult(run_id, model, dataset, "finished", "", valid_metric="NDCG@10", best_valid_score=score,
+                         best_valid_result={"ndcg@10": score}, test_result={"ndcg@10": score / 2}, best_epoch=0,
+                         epochs_run=1)
 
 
 def test_diverged_trials_are_recorded_and_never_chosen(tmp_path, capsys):

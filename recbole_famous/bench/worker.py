@@ -139,7 +139,7 @@ def execute(job: dict) -> dict:
     result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"], attempts)
     rss_train, cpu_run = _rss_mb(), _cpu_seconds()
     earlier = attempts.earlier()
-    record = {"spec": spec, "paths": paths, "status": "finished", "result": result}
+    record = {"spec": spec, "paths": paths, "status": "finished", "result": result.to_dict()}
     loaded = trained.load_run(record)
     model = loaded.model
     timing = efficiency.time_full_ranking(model, loaded.test_data)
@@ -147,8 +147,8 @@ def execute(job: dict) -> dict:
     eff = {
         "params_total": efficiency.count_params(model),
         "params_active": efficiency.active_params(model),
-        "train_seconds_per_epoch": (sum(result["epoch_seconds"]) / len(result["epoch_seconds"]))
-        if result["epoch_seconds"] else None,
+        "train_seconds_per_epoch": (sum(result.epoch_seconds) / len(result.epoch_seconds))
+        if result.epoch_seconds else None,
         "infer_ms_per_1k_users": timing["infer_ms_per_1k_users"],
         "infer_users": timing["users"],
         "peak_rss_mb": _rss_mb(),
@@ -158,12 +158,12 @@ def execute(job: dict) -> dict:
         # thread about the wall time the run would take on an idle core, whatever the machine's load was
         # CPU and wall seconds of the earlier processes of a resumed run (``Attempts``) are added
         "cpu_seconds_run": cpu_run + earlier["cpu_seconds"],
-        "wall_seconds_run": result.get("data_seconds", 0) + result.get("fit_seconds", 0) + result.get("test_seconds", 0)
+        "wall_seconds_run": (result.data_seconds or 0) + (result.fit_seconds or 0) + (result.test_seconds or 0)
         + earlier["wall_seconds"],
         "processes": 1 + earlier["processes"],
     }
     record.update(
-        metrics=result["test_result"], valid_metrics=result["best_valid_result"], efficiency=eff,
+        metrics=result.test_result, valid_metrics=result.best_valid_result, efficiency=eff,
         expert_share=usage, machine=info, started=started.isoformat(timespec="seconds"),
         finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         wall_seconds=time.perf_counter() - t0 + earlier["wall_seconds"],
