@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from recbole_famous.bench import ablations, analysis, plan, plots, runs
+from recbole_famous.errors import UsageError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -88,6 +89,7 @@ def test_filter_amplitudes_reads_router_filters():
 
 def _profile(tmp_path):
     (tmp_path / "p.yaml").write_text(json.dumps({"models": ["FamouSRec"], "datasets": ["Toy"], "seeds": [1, 2],
+                                                 "include": [ablations.STUDY],
                                                  "model_config": {"FamouSRec": {"experts": ["attention", "gru", "mlp"]}}}))
     return plan.load_profile(str(tmp_path / "p.yaml"))
 
@@ -98,13 +100,36 @@ def test_ablation_variants_are_config_changes_of_famousrec(tmp_path):
     assert v[""][2] == {} and v["wo_router"][2] == {"use_router": False}
     assert v["wo_freq"][2] == {"frequency_learning": False} and v["wo_balance"][2] == {"gamma_balance": 0.0}
     assert v["wo_spe"][2] == {"lambda_spe": 0.0} and v["wo_align"][2] == {"mu_align": 0.0}
-    assert v["all_gru"][2] == {"experts": ["gru"] * 3}  # K copies, K from the profile's FamouSRec experts
+    assert v["all_gru"][2] == {"experts": ["gru"] * 4}  # four copies, as the study file says
     assert v["filter_mamba"][2]["experts"] == ["mamba"] and v["filter_mamba"][2]["use_router"] is False
     specs = ablations.specs(profile, "Toy", [1], ("table3",))
     assert [s.variant for s in specs] == ["", "wo_router", "wo_freq", "wo_balance", "wo_spe", "wo_align"]
     # the full model is the benchmark's own FamouSRec run: same record path
     assert specs[0].key == plan.plan(profile, seeds=[1])[0].key
     assert specs[1].overrides_dict()["experts"] == ["attention", "gru", "mlp"]
+
+
+def test_ablations_are_profile_variants_of_famousrec_only(tmp_path):
+    """The study file's variants are the profile's: ``bench run --variants wo_router`` plans FamouSRec's runs
+    only; a profile without the study has no ablations (one-line error); the profile's own variants win."""
+    (tmp_path / "q.yaml").write_text(json.dumps({
+        "models": ["SASRec", "FamouSRec"], "datasets": ["Toy"], "seeds": [1, 2], "include": [ablations.STUDY],
+        "variants": {"wo_spe": {"model": "FamouSRec", "group": "table3", "label": "no L_spe", "set": {"lambda_spe": 0.5}},
+                     "grouped": {"length_batches": True}}}))
+    profile = plan.load_profile(str(tmp_path / "q.yaml"))
+    specs = plan.plan(profile, variants=["wo_router"])
+    assert [(s.model, s.seed, s.variant) for s in specs] == [("FamouSRec", 1, "wo_router"), ("FamouSRec", 2, "wo_router")]
+    assert specs[0].overrides_dict()["use_router"] is False
+    assert ablations.variants(profile)["wo_spe"] == ("table3", "no L_spe", {"lambda_spe": 0.5})
+    assert [s.model for s in plan.plan(profile, variants=["grouped"], seeds=[1])] == ["SASRec", "FamouSRec"]
+    with pytest.raises(UsageError, match="variant of FamouSRec only"):
+        plan.plan(profile, models=["SASRec"], variants=["wo_router"])
+    (tmp_path / "bare.yaml").write_text(json.dumps({"models": ["FamouSRec"], "datasets": ["Toy"]}))
+    with pytest.raises(UsageError, match="no ablation variants"):
+        ablations.variants(plan.load_profile(str(tmp_path / "bare.yaml")))
+    (tmp_path / "lost.yaml").write_text(json.dumps({"models": ["FamouSRec"], "include": ["studies/nope.yaml"]}))
+    with pytest.raises(UsageError, match="included file 'studies/nope.yaml' not found"):
+        plan.load_profile(str(tmp_path / "lost.yaml"))
 
 
 def test_ablation_report_from_hand_made_records(tmp_path):
@@ -122,7 +147,7 @@ def test_ablation_report_from_hand_made_records(tmp_path):
     md, csv_path = ablations.report(profile, "Toy", [1, 2], out, str(tmp_path / "docs"), ("table3", "figure4"))
     text = open(md).read()
     assert "| w/o router | 2 | 0.1400 ± 0.0283 | 0.0700 ± 0.0141 |" in text and "-22.2%" in text
-    assert "| all gru (x3) | 1 |" in text and "-50.0%" in text and "| w/o L_al | 0 |" in text
+    assert "| all gru (x4) | 1 |" in text and "-50.0%" in text and "| w/o L_al | 0 |" in text
     assert _is_png(str(tmp_path / "docs" / "figure4_Toy.png"))
     assert "profile,group,variant" in open(csv_path).readline()
 

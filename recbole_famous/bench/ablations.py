@@ -1,11 +1,12 @@
 """The paper's ablation suite as FamouSRec config variants (FamouSRec, WWW 2025, Table 3, Figure 4, Table 5).
 
+The variants are data: ``props/bench/studies/famousrec_ablations.yaml``, which the shipped profiles include.
+
 * ``table3``: the full model and, one change each (keys of ``props/model/FamouSRec.yaml``):
   w/o router (``use_router: false``: the experts' outputs averaged), w/o frequency-domain learning
   (``frequency_learning: false``: a linear map per expert instead of FFT + filters), w/o load balance
   (``gamma_balance: 0``), w/o L_spe (``lambda_spe: 0``), w/o L_al (``mu_align: 0``).
-* ``figure4``: homogeneous mixtures, K copies of one kind (K = the full model's number of experts), against
-  the heterogeneous full model.
+* ``figure4``: homogeneous mixtures, four copies of one kind, against the heterogeneous full model.
 * ``figure2``: single encoders with one learnable frequency filter in front (``experts: [kind]``, no router,
   no auxiliary losses), trained for the filter-amplitude analysis (``analysis.filter_amplitudes``).
 * ``table5``: no training; the full model's checkpoint evaluated with every user forced to one expert at
@@ -24,46 +25,27 @@ from collections import OrderedDict
 
 from recbole_famous.bench import plots, runs, table
 from recbole_famous.bench.plan import make_spec
-from recbole_famous.config import PROPS_DIR, read_yaml
 from recbole_famous.errors import UsageError
 
 MODEL = "FamouSRec"
 GROUPS = ("table3", "figure4", "figure2", "table5")
-TABLE3 = OrderedDict([
-    ("", ("full", {})),
-    ("wo_router", ("w/o router", {"use_router": False})),
-    ("wo_freq", ("w/o frequency-domain learning", {"frequency_learning": False})),
-    ("wo_balance", ("w/o load balance", {"gamma_balance": 0.0})),
-    ("wo_spe", ("w/o L_spe", {"lambda_spe": 0.0})),
-    ("wo_align", ("w/o L_al", {"mu_align": 0.0})),
-])
-SINGLE_KINDS = ("attention", "gru", "mamba")
-
-
-def default_experts(profile) -> list:
-    experts = profile.model_config.get(MODEL, {}).get("experts") or profile.config.get("experts")
-    if not experts:
-        path = os.path.join(PROPS_DIR, "model", f"{MODEL}.yaml")
-        experts = read_yaml(path).get("experts") if os.path.isfile(path) else None
-    return list(experts or ["attention", "gru", "mamba", "mlp"])
+TRAINED_GROUPS = ("table3", "figure4", "figure2")  # table5 trains nothing: the full model's checkpoints
+STUDY = "studies/famousrec_ablations.yaml"  # where the shipped profiles take these variants from (``include``)
 
 
 def variants(profile, groups=GROUPS) -> "OrderedDict":
-    """``{variant name: (group, display name, config keys)}`` of the trained variants in ``groups``."""
+    """``{variant name: (group, display name, config keys)}`` of the trained variants in ``groups``: the full model
+    (``""``, the profile's own FamouSRec run) and the profile's variants of those groups (``variants:`` with
+    ``group``; the shipped profiles include them from ``props/bench/studies/famousrec_ablations.yaml``)."""
     out = OrderedDict()
     if "table3" in groups or "figure4" in groups or "table5" in groups:
         out[""] = ("table3", "full (heterogeneous)", {})
-    if "table3" in groups:
-        for name, (display, keys) in list(TABLE3.items())[1:]:
-            out[name] = ("table3", display, keys)
-    if "figure4" in groups:
-        k = len(default_experts(profile))
-        for kind in ("attention", "gru", "mamba", "mlp"):
-            out[f"all_{kind}"] = ("figure4", f"all {kind} (x{k})", {"experts": [kind] * k})
-    if "figure2" in groups:
-        for kind in SINGLE_KINDS:
-            out[f"filter_{kind}"] = ("figure2", f"filter + {kind}", {
-                "experts": [kind], "use_router": False, "lambda_spe": 0.0, "mu_align": 0.0, "gamma_balance": 0.0})
+    for group in TRAINED_GROUPS:
+        if group in groups:
+            for name in profile.variants_in(group):
+                out[name] = (group, profile.variant_meta[name].get("label", name), profile.variants[name])
+    if len(out) == 1 and any(g in groups for g in ("table3", "figure4", "figure2")):
+        raise UsageError(f"profile '{profile.name}' has no ablation variants: add `include: [{STUDY}]` to it")
     return out
 
 

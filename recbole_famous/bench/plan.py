@@ -8,8 +8,12 @@ A profile is ``props/bench/<name>.yaml`` (or any yaml path) with
 * ``model_config``: extra keys per model name;
 * ``threads``: torch CPU threads per run (default 1: on a shared 2-core machine one thread per process ran
   2.7x faster than two in our measurement, because the threads of concurrent processes contend).
-* ``variants``: named experiments on the profile's runs, ``name: {key: value, ...}`` (``bench run --variants
-  NAME``): the same models, datasets and seeds with those keys, stored and tabled apart (``<model>--<name>``).
+* ``variants``: named experiments on the profile's runs (``bench run --variants NAME``): the same models,
+  datasets and seeds with the variant's keys, stored and tabled apart (``<model>--<name>``). Either
+  ``name: {key: value, ...}`` (keys for every model), or ``name: {model: M, group: G, label: TEXT, set: {key:
+  value, ...}}``: a variant of model ``M`` only, with the table (``group``) and row (``label``) it belongs to;
+* ``include``: yaml files of shared ``variants`` (a study, e.g. ``studies/famousrec_ablations.yaml``, the paper's
+  ablations), relative to the profile's folder or to ``props/bench/``; the profile's own variants win.
 
 Every run gets, lowest to highest: the plugin's layering (``props/overall.yaml``, model, dataset yaml), the
 profile's ``config``, its ``model_config[model]``, the variant's keys (ablations), then ``--set`` keys.
@@ -30,7 +34,8 @@ from recbole_famous.model.rules import is_one_pass
 BENCH_PROPS = os.path.join(PROPS_DIR, "bench")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _PROFILE_KEYS = {"description", "models", "datasets", "seeds", "seeds_by_model", "config", "model_config", "threads",
-                 "variants"}
+                 "variants", "include"}
+_VARIANT_KEYS = {"model", "group", "label", "set"}  # the long form of a variant; any other mapping is its keys
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class Profile:
     model_config: dict = field(default_factory=dict)
     threads: int = 1
     variants: dict = field(default_factory=dict)  # name -> overrides: named experiments on the profile's runs
+    variant_meta: dict = field(default_factory=dict)  # name -> {"model", "group", "label"} (long form)
+
+    def variants_in(self, group: str) -> list:
+        """The names of the variants of table ``group`` (``table3``, ...), in the order the yaml lists them."""
+        return [n for n, meta in self.variant_meta.items() if meta.get("group") == group]
 
     def seeds_for(self, model: str) -> tuple:
         return tuple(self.seeds_by_model.get(model, self.seeds))
@@ -99,11 +109,7 @@ def load_profile(name_or_path: str) -> Profile:
     for key in ("config", "model_config", "seeds_by_model", "variants"):
         if not isinstance(data.get(key) or {}, dict):
             raise UsageError(f"profile {path}: '{key}' must be a mapping")
-    variants = data.get("variants") or {}
-    for name, keys in variants.items():
-        if not isinstance(name, str) or not _NAME.match(name) or not isinstance(keys or {}, dict):
-            raise UsageError(f"profile {path}: variant {name!r} must be a name (letters, digits, '_', '.', '+', "
-                             "'-') mapping to the keys it sets")
+    variants, meta = _variants(data, path)
     name = os.path.splitext(os.path.basename(path))[0]
     return Profile(
         name=name,
@@ -116,8 +122,44 @@ def load_profile(name_or_path: str) -> Profile:
         config=dict(data.get("config") or {}),
         model_config={m: dict(c or {}) for m, c in (data.get("model_config") or {}).items()},
         threads=_int_list(data.get("threads", 1), "threads", path)[0],
-        variants={str(n): dict(k or {}) for n, k in variants.items()},
+        variants=variants,
+        variant_meta=meta,
     )
+
+
+def _variants(data: dict, path: str) -> tuple:
+    """``({name: keys}, {name: {"model", "group", "label"}})`` of a profile: its included files' variants, then its
+    own (which win)."""
+    merged = {}
+    includes = data.get("include") or []
+    for inc in [includes] if isinstance(includes, str) else includes:
+        candidates = [inc] if os.path.isabs(inc) else [os.path.join(os.path.dirname(path), inc),
+                                                       os.path.join(BENCH_PROPS, inc)]
+        found = next((p for p in candidates if os.path.isfile(p)), None)
+        if found is None:
+            raise UsageError(f"profile {path}: included file {inc!r} not found (next to the profile or in "
+                             f"{BENCH_PROPS})")
+        extra = read_yaml(found) or {}
+        if set(extra) - {"variants"} or not isinstance(extra.get("variants") or {}, dict):
+            raise UsageError(f"{found}: an included file holds only 'variants' (a mapping)")
+        merged.update(extra.get("variants") or {})
+    merged.update(data.get("variants") or {})
+    keys, meta = {}, {}
+    for name, value in merged.items():
+        if not isinstance(name, str) or not _NAME.match(name) or not isinstance(value or {}, dict):
+            raise UsageError(f"profile {path}: variant {name!r} must be a name (letters, digits, '_', '.', '+', "
+                             "'-') mapping to the keys it sets")
+        value = dict(value or {})
+        if "set" in value:
+            unknown = set(value) - _VARIANT_KEYS
+            if unknown or not isinstance(value["set"] or {}, dict):
+                raise UsageError(f"profile {path}: variant {name!r}: unknown key(s) {sorted(unknown)} (a variant with "
+                                 f"'set' may have {sorted(_VARIANT_KEYS)}), or 'set' is not a mapping")
+            keys[name] = dict(value["set"] or {})
+            meta[name] = {k: str(value[k]) for k in ("model", "group", "label") if value.get(k) is not None}
+        else:
+            keys[name] = value
+    return keys, meta
 
 
 def _str_list(value, what, where) -> list:
@@ -181,13 +223,19 @@ def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None, v
         raise UsageError(f"profile '{profile.name}' has no variant(s) {unknown}; its variants: "
                          f"{sorted(profile.variants) or 'none'}")
     seed_lists = {m: list(seeds or profile.seeds_for(m))[: 1 if trains_nothing(m) else None] for m in models}
+    for variant in variants or []:
+        only = profile.variant_meta.get(variant, {}).get("model")
+        if only and only not in models:
+            raise UsageError(f"variant {variant!r} of profile '{profile.name}' is a variant of {only} only: "
+                             f"add {only} to --models")
     specs = []
     for variant in list(variants or []) or [""]:
         keys = profile.variants.get(variant) if variant else None
+        only = profile.variant_meta.get(variant, {}).get("model")
         for dataset in datasets:
             for i in range(max(len(s) for s in seed_lists.values())):
                 for model in models:
-                    if i < len(seed_lists[model]):
+                    if i < len(seed_lists[model]) and (not only or model == only):
                         specs.append(make_spec(profile, model, dataset, seed_lists[model][i], variant, keys, extra))
     return specs
 

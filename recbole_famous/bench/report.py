@@ -12,7 +12,6 @@ import math
 import os
 
 from recbole_famous.bench import analysis, plots, runs
-from recbole_famous.bench.ablations import SINGLE_KINDS, variants
 from recbole_famous.bench.plan import make_spec
 
 
@@ -70,13 +69,15 @@ def analyze(profile, dataset: str, seed: int, out_dir: str, doc_dir: str, comman
         lines += ["", f"![expert share]({os.path.basename(p)})", ""]
     else:
         lines += ["Router filters and expert shares skipped: no FamouSRec run.", ""]
-    singles = {}
-    for name, (_, display, keys) in variants(profile, ("figure2",)).items():
-        rec = _record(profile, "FamouSRec", dataset, seed, out_dir, name, keys)
-        if rec:
-            amp = analysis.filter_amplitudes(trained.load_run(rec).model)
-            if amp:
-                singles[f"{display} (single encoder)"] = amp[0]["amplitude"][0]
+    singles, missing = {}, []
+    for name in profile.variants_in("figure2"):  # the single encoders of the profile's ablation study
+        display = profile.variant_meta[name].get("label", name)
+        rec = _record(profile, "FamouSRec", dataset, seed, out_dir, name, profile.variants[name])
+        amp = analysis.filter_amplitudes(trained.load_run(rec).model) if rec else None
+        if amp:
+            singles[f"{display} (single encoder)"] = amp[0]["amplitude"][0]
+        else:
+            missing.append(display)
     if curves:
         p = plots.filter_amplitudes(curves, os.path.join(doc_dir, f"figure2_router_{dataset}.png"),
                                     f"{dataset}: learned router filter amplitude per expert", _note(profile, fam))
@@ -89,7 +90,6 @@ def analyze(profile, dataset: str, seed: int, out_dir: str, doc_dir: str, comman
                                     f"profile {profile.name}; seed {seed}")
         paths.append(p)
         lines += [f"![single encoders]({os.path.basename(p)})", ""]
-    missing = [k for k in SINGLE_KINDS if not any(f"+ {k} " in s for s in singles)]
     if missing:
         lines += [f"Single-encoder filters missing for {missing}: "
                   f"`python -m recbole_famous.bench ablations --profile {profile.name} --dataset {dataset} "
