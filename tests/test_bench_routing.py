@@ -1,10 +1,15 @@
-"""The routing ablation tables (``recbole_famous/bench/routing.py``) from run records of benchmarks/routing_real.py."""
+"""The routing study (``props/bench/routing.yaml``, ``recbole_famous/bench/routing.py``): its tables, its probe on
+real runs through ``bench run`` / ``bench routing``, and the earlier script's records, which stay readable."""
 import json
 import math
+import os
 
 import pytest
 
-from recbole_famous.bench import routing
+from bench_helpers import bench_cli, run_in_process
+from recbole_famous.bench import plan, routing, runs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _record(variant, seed, valid, test, diag=True):
@@ -82,3 +87,51 @@ def test_headroom_with_several_probes_uses_mean_log_rank():
     # a: ranks 0 and 100 (mean log1p 2.31), b: 3 and 3 (1.39): b is the user's best although a has the best single
     res = headroom(valid, {"a": {"u": [0, 100]}, "b": {"u": [3, 3]}})
     assert res["probe_picks"] == {"a": 0.0, "b": 1.0} and res["agreement"] == 1.0
+
+
+def test_the_earlier_scripts_committed_records_stay_readable():
+    """docs/results/routing/{paper,routing}-2020.json were written by benchmarks/routing_real.py (now the profile
+    props/bench/routing.yaml): they read and table as the probe's rows do."""
+    recs = routing.read_records(os.path.join(REPO, "docs", "results", "routing"), variants=["paper", "routing"])
+    assert [(r["variant"], r["seed"]) for r in recs] == [("paper", 2020), ("routing", 2020)]
+    text = routing.markdown(recs, "1 epoch", reference="paper")
+    assert "| paper | 2020 | 0.0629 | 0.0492 | 0.17 | 0.99 | 0.86 |" in text  # docs/results/routing/README.md's figures
+    assert "| routing | 2020 | -0.0116 | -0.0116 | -18.4% | - |" in text
+
+
+def test_the_routing_profile_holds_the_earlier_scripts_variants():
+    profile = plan.load_profile("routing")
+    assert profile.variants["routing_wo_router"] == {"gate_input": "band_energy", "train_routing": "switch",
+                                                     "balance_loss": "switch", "filter_init": "bands",
+                                                     "use_router": False}
+    assert profile.variants["paper_fast_all_gru"] == {"expert_input": "history", "spe_users": 64,
+                                                      "experts": ["gru"] * 4}
+    assert len(profile.variants_in("routing")) == 24 and profile.models == ("FamouSRec",)
+
+
+def test_routing_study_runs_through_bench_and_probes_each_model(ml100k_slice, tmp_path):
+    """A tiny study: the base run and one variant trained by ``bench run``, then ``bench routing`` reads each
+    checkpoint (the probe), writes the table and its rows, and caches the diagnostics beside the records."""
+    body = {"description": "tiny routing", "models": ["FamouSRec"], "datasets": ["mlslice"], "seeds": [5],
+            "config": {"data_path": ml100k_slice, "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 256,
+                       "hidden_size": 16, "embedding_size": 16, "inner_size": 32, "state": "WARNING",
+                       "spe_mode": "sampled"},
+            "variants": {"wo": {"model": "FamouSRec", "group": "routing", "label": "w/o router",
+                                "set": {"use_router": False}}}}
+    (tmp_path / "tiny.yaml").write_text(json.dumps(body))
+    profile = plan.load_profile(str(tmp_path / "tiny.yaml"))
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    specs = plan.plan(profile) + plan.plan(profile, variants=["wo"])
+    assert runs.run_all(specs, out, launcher=run_in_process, echo=lambda m: None)["ran"] == 2
+    assert bench_cli(["routing", "--profile", str(tmp_path / "tiny.yaml"), "--out", out, "--docs", docs,
+                      "--reference", "paper"]) == 0
+    rows = json.load(open(os.path.join(docs, "tiny", "routing_mlslice.json")))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("paper", 5), ("wo", 5)]
+    full, wo = rows
+    assert set(full["diagnostics"]["forced_ndcg10"]) == {"0:attention", "1:gru", "2:mamba", "3:mlp"}
+    assert 0 <= full["diagnostics"]["entropy"] <= 1 and full["diagnostics"]["gate_spread"] > 0
+    assert wo["diagnostics"].get("gate_spread") is None  # no router, no gate
+    assert full["valid"]["ndcg@10"] == runs.load_record(runs.record_path(out, specs[0]))["valid_metrics"]["ndcg@10"]
+    text = open(os.path.join(docs, "tiny", "routing_mlslice.md")).read()
+    assert "| paper | 5 |" in text and "Paired against `paper`" in text and "| wo | 5 |" in text
+    assert os.path.isfile(routing.cache_path(runs.record_path(out, specs[1])))

@@ -10,8 +10,9 @@ A profile is ``props/bench/<name>.yaml`` (or any yaml path) with
   2.7x faster than two in our measurement, because the threads of concurrent processes contend).
 * ``variants``: named experiments on the profile's runs (``bench run --variants NAME``): the same models,
   datasets and seeds with the variant's keys, stored and tabled apart (``<model>--<name>``). Either
-  ``name: {key: value, ...}`` (keys for every model), or ``name: {model: M, group: G, label: TEXT, set: {key:
-  value, ...}}``: a variant of model ``M`` only, with the table (``group``) and row (``label``) it belongs to;
+  ``name: {key: value, ...}`` (keys for every model), or ``name: {model: M, group: G, label: TEXT, config_file:
+  F, set: {key: value, ...}}``: a variant of model ``M`` only, with the table (``group``) and row (``label``) it
+  belongs to, its keys those of ``props/F`` (optional) under ``set``'s;
 * ``include``: yaml files of shared ``variants`` (a study, e.g. ``studies/famousrec_ablations.yaml``, the paper's
   ablations), relative to the profile's folder or to ``props/bench/``; the profile's own variants win.
 
@@ -35,7 +36,7 @@ BENCH_PROPS = os.path.join(PROPS_DIR, "bench")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _PROFILE_KEYS = {"description", "models", "datasets", "seeds", "seeds_by_model", "config", "model_config", "threads",
                  "variants", "include"}
-_VARIANT_KEYS = {"model", "group", "label", "set"}  # the long form of a variant; any other mapping is its keys
+_VARIANT_KEYS = {"model", "group", "label", "set", "config_file"}  # a variant's long form; else a mapping is its keys
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,16 @@ def load_profile(name_or_path: str) -> Profile:
     )
 
 
+def _config_file_keys(name, path) -> dict:
+    """The keys of a config yaml under ``props/`` (e.g. ``famousrec_routing.yaml``) that a variant starts from."""
+    if not name:
+        return {}
+    file = os.path.join(PROPS_DIR, str(name))
+    if not os.path.isfile(file):
+        raise UsageError(f"profile {path}: config_file {name!r} not found under {PROPS_DIR}")
+    return dict(read_yaml(file) or {})
+
+
 def _variants(data: dict, path: str) -> tuple:
     """``({name: keys}, {name: {"model", "group", "label"}})`` of a profile: its included files' variants, then its
     own (which win)."""
@@ -150,12 +161,12 @@ def _variants(data: dict, path: str) -> tuple:
             raise UsageError(f"profile {path}: variant {name!r} must be a name (letters, digits, '_', '.', '+', "
                              "'-') mapping to the keys it sets")
         value = dict(value or {})
-        if "set" in value:
+        if "set" in value or "config_file" in value:
             unknown = set(value) - _VARIANT_KEYS
-            if unknown or not isinstance(value["set"] or {}, dict):
+            if unknown or not isinstance(value.get("set") or {}, dict):
                 raise UsageError(f"profile {path}: variant {name!r}: unknown key(s) {sorted(unknown)} (a variant with "
                                  f"'set' may have {sorted(_VARIANT_KEYS)}), or 'set' is not a mapping")
-            keys[name] = dict(value["set"] or {})
+            keys[name] = {**_config_file_keys(value.get("config_file"), path), **dict(value.get("set") or {})}
             meta[name] = {k: str(value[k]) for k in ("model", "group", "label") if value.get(k) is not None}
         else:
             keys[name] = value

@@ -1,11 +1,15 @@
-"""Tables of FamouSRec variants on real data with their routing diagnostics (issue 12; Tables 3 and 5 and
-Figure 4 of the paper: "w/o router", forced experts, homogeneous mixtures).
+"""Tables of FamouSRec variants with their routing diagnostics (issue 12; Tables 3 and 5 and Figure 4 of the
+paper: "w/o router", forced experts, homogeneous mixtures): the report of the routing study, ``props/bench/
+routing.yaml`` (``bench run --profile routing --variants ...``, then ``bench routing --profile routing``).
 
-Input: the records of ``benchmarks/routing_real.py`` (one JSON per variant and seed: best valid and test
-metrics, validation scores per epoch, ``model/diagnostics.py``'s routing diagnostics). Output: Markdown, one
-row per variant with the mean ± sample std over seeds (ddof=1; no spread with one seed), and one row per
-ablation against a reference variant with the per-seed paired difference (same seed, same budget), so that
-"removing it hurts by more than the seed spread" can be read off directly.
+Input: a study's runs in the benchmark's run store. The routing probe (``probe``) loads each finished FamouSRec
+run's best checkpoint and computes ``model/diagnostics.py``'s routing diagnostics on its validation users (gate
+spread, entropy, shares, expert cosine, forced-expert NDCG@10, filter bands), cached beside the run record
+(``seed<N>.routing.json``). ``study_record`` puts record and diagnostics in the study's row format, which is also the
+format of the earlier script's records (``docs/results/routing/*.json``, read by ``read_records``). Output:
+Markdown, one row per variant with the mean ± sample std over seeds (ddof=1; no spread with one seed), and one row
+per ablation against a reference variant with the per-seed paired difference (same seed, same budget), so that
+"removing it hurts by more than the seed spread" can be read off directly; and the rows as JSON beside it.
 """
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ import os
 from collections import OrderedDict
 
 from recbole_famous.bench.table import mean_std, mean_std_text
+from recbole_famous.files import write_json, write_text
+
+BASE = "paper"  # the name a study's own (variant-less) FamouSRec run has in its tables
 
 
 def read_records(folder: str, variants=None, seeds=None) -> list:
@@ -107,3 +114,59 @@ def markdown(records, title: str, reference: str = None) -> str:
             lines.append(f"| {v} | {','.join(map(str, p['seeds']))} | {diffs} | {p['mean']:+.4f}{std} | "
                          f"{100 * p['relative']:+.1f}% | {spread} |")
     return "\n".join(lines) + "\n"
+
+
+def cache_path(record_path: str) -> str:
+    """``seed<N>.routing.json`` beside the run record ``seed<N>.json``."""
+    return record_path[: -len(".json")] + ".routing.json"
+
+
+def probe(record: dict, record_path: str) -> dict:
+    """The routing diagnostics of a finished run's best checkpoint on its validation users (cached)."""
+    cache = cache_path(record_path)
+    if os.path.isfile(cache):
+        with open(cache, encoding="utf-8") as f:
+            return json.load(f)
+    from recbole_famous.bench import trained
+    from recbole_famous.model.diagnostics import routing_diagnostics
+
+    loaded = trained.load_run(record)
+    diag = routing_diagnostics(loaded.model, [batch[0] for batch in loaded.valid_data], forced=True)
+    write_json(cache, diag)
+    return diag
+
+
+def study_record(record: dict, diagnostics: dict) -> dict:
+    """A benchmark run record as one row of the study (the earlier script's record format)."""
+    spec, result = record["spec"], record.get("result") or {}
+    return {"variant": spec.get("variant") or BASE, "seed": spec["seed"], "overrides": spec.get("overrides", {}),
+            "epochs": spec.get("overrides", {}).get("epochs"), "best_epoch": result.get("best_epoch"),
+            "valid": record.get("valid_metrics") or {}, "test": record.get("metrics") or {},
+            "epoch_seconds": result.get("epoch_seconds"), "valid_scores": result.get("valid_scores"),
+            "diagnostics": diagnostics}
+
+
+def write(specs, out_dir: str, doc_dir: str, dataset: str, title: str, reference: str, command: str,
+          echo=print) -> list:
+    """``routing_<dataset>.md`` (the table) and ``routing_<dataset>.json`` (its rows, diagnostics included) from the
+    finished runs among ``specs``; the runs not finished are named under the table."""
+    from recbole_famous.bench import runs
+
+    rows, missing = [], []
+    for spec in specs:
+        path = runs.record_path(out_dir, spec)
+        record = runs.load_record(path)
+        if record is None:
+            missing.append(f"{spec.variant or BASE} seed {spec.seed}")
+            continue
+        echo(f"  routing probe: {spec.label} seed {spec.seed}")
+        rows.append(study_record(record, probe(record, path)))
+    text = markdown(rows, title, reference=reference) if rows else f"## {title}\n\nNo finished run yet.\n"
+    if missing:
+        text += "\nNo record (not run, or not finished): " + ", ".join(missing) + "\n"
+    text += f"\nMade by: `{command}` (runs under `{out_dir}`; rows with diagnostics: `routing_{dataset}.json`).\n"
+    md, js = (os.path.join(doc_dir, f"routing_{dataset}.{ext}") for ext in ("md", "json"))
+    os.makedirs(doc_dir, exist_ok=True)
+    write_text(md, text)
+    write_json(js, rows)
+    return [md, js]

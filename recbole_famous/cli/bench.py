@@ -7,6 +7,8 @@
              (per-user NDCG@10 from the checkpoints), validation learning curves; runs may still be going
   ablations  Table 3 / Figure 4 / Table 5 (and the Figure-2 single encoders) as FamouSRec variants
   analyze    Figure 1, Figure 2, expert shares and Appendix A.4 from trained checkpoints
+  routing    the routing study's table: each FamouSRec variant's scores and routing diagnostics (its probe reads
+             the checkpoints), paired against a reference variant per seed (props/bench/routing.yaml)
   archive    copy finished run records (and per-user test metrics) to a committed folder (archive.py)
   restore    copy archived run records back into --out on a new machine: run skips them, table uses them
 
@@ -23,7 +25,7 @@ from recbole_famous.bench import runs
 from recbole_famous.errors import UsageError
 
 NAME = "bench"
-HELP = "the benchmark: run, status, table, compare, ablations, analyze, archive, restore (budget profiles)"
+HELP = "the benchmark: run, status, table, compare, ablations, analyze, routing, archive, restore (profiles)"
 DESCRIPTION = "The benchmark: model lists x datasets x seeds under a budget profile (props/bench/NAME.yaml)."
 EPILOG = __doc__.split("\n\n")[1]
 INTERRUPTED = "finished runs are kept; rerun the same command to resume"
@@ -103,6 +105,14 @@ def add_arguments(p) -> None:
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
     sp.add_argument("--seed", type=int, help="which seed's checkpoints (default: the profile's first)")
+    sp = sub.add_parser("routing")
+    common(sp, datasets=False)
+    sp.add_argument("--dataset", help="default: the profile's first")
+    sp.add_argument("--variants", help="comma-separated, 'paper' for the profile's own FamouSRec run (default: it "
+                                       "and every variant of the profile's group 'routing')")
+    sp.add_argument("--seeds", help="comma-separated, default: the profile's seeds for FamouSRec")
+    sp.add_argument("--reference", default="paper", help="the variant the others are paired against")
+    sp.add_argument("--title", help="the table's heading (default: dataset and budget)")
 
 
 def _variant_tag(args) -> str:
@@ -286,5 +296,27 @@ def _dispatch(args, argv, echo) -> int:
         paths = report.analyze(profile, args.dataset, seed, args.out, _docs_dir(args, profile), _command(argv), echo)
         echo("wrote " + ", ".join(paths))
         return 0
+    if args.command == "routing":
+        return _routing(args, profile, argv, echo)
     raise UsageError(f"unknown command {args.command}")
+
+
+def _routing(args, profile, argv, echo) -> int:
+    """``bench routing``: the routing study's table from the finished runs (``bench/routing.py``)."""
+    from recbole_famous.bench import plan, routing
+
+    dataset = args.dataset or (profile.datasets or ("Instruments",))[0]
+    names = _list(args.variants) or [routing.BASE, *profile.variants_in("routing")]
+    seeds = _seeds(args.seeds)
+    named = [n for n in names if n != routing.BASE]
+    specs = (plan.plan(profile, ["FamouSRec"], [dataset], seeds) if routing.BASE in names else []) + \
+        (plan.plan(profile, ["FamouSRec"], [dataset], seeds, variants=named) if named else [])
+    order = {n: i for i, n in enumerate(names)}
+    specs.sort(key=lambda s: (order[s.variant or routing.BASE], s.seed))
+    budget = profile.config.get("epochs")
+    title = args.title or f"{dataset}, {budget} epochs (profile {profile.name})"
+    paths = routing.write(specs, args.out, _docs_dir(args, profile), dataset, title, args.reference, _command(argv),
+                          echo)
+    echo("wrote " + ", ".join(paths))
+    return 0
 
