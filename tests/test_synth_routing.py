@@ -201,14 +201,9 @@ def test_headroom_finds_the_per_user_preference_where_routing_pays(tiny_trained)
 
 
 def test_synth_table_keeps_runs_under_other_settings_apart():
-    """benchmarks/synth_routing.py's table: a probe run of a variant under another ``--set`` value is its own row,
-    not averaged into the variant's seeds."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "synth_routing.py")
-    spec = importlib.util.spec_from_file_location("synth_routing_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    """The study's table (``bench/synth.py``, once benchmarks/synth_routing.py's): a probe run of a variant under
+    another ``--set`` value is its own row, not averaged into the variant's seeds."""
+    from recbole_famous.bench.synth import markdown
 
     def run(variant, seed, ndcg, **extra):
         types = {"all": {"ndcg": ndcg, "share": {}, "forced": {}}, "a": {"ndcg": ndcg, "share": {}, "forced": {}}}
@@ -216,6 +211,70 @@ def test_synth_table_keeps_runs_under_other_settings_apart():
                 "epoch_seconds": [1.0], "valid": {"types": types}}
 
     runs = {"1": run("routing", 1, 0.6), "2": run("routing", 2, 0.7), "3": run("routing", 1, 0.1, gamma_balance=5)}
-    table = script.markdown(runs, "D")
+    table = markdown(runs, "D")
     assert "| routing | 2 | 0.6500 ± 0.0707 |" in table
     assert "| routing (gamma_balance=5) | 1 | 0.1000 |" in table
+
+
+def test_synth_study_runs_through_bench_and_joins_the_committed_rows(tmp_path):
+    """A tiny synthetic study: ``bench run`` trains the base run and one variant on a generated dataset, ``bench
+    synth`` probes each checkpoint per behaviour type and merges the rows into those already in the study's JSON
+    (an earlier script's row stays, under its key), and the tables show both."""
+    import json
+
+    from bench_helpers import bench_cli, run_in_process
+    from recbole_famous.bench import plan, runs
+    from recbole_famous.bench import synth as study
+
+    data = tmp_path / "data"
+    synth.generate("Tiny", str(data), users_per_type=20, n_topics=3, items_per_topic=4, min_len=6, max_len=10,
+                   period=2, noise=0.0, seed=2, types=["periodic", "drift"], echo=lambda *a: None)
+    body = {"models": ["FamouSRec"], "datasets": ["Tiny"], "seeds": [7],
+            "config": {"data_path": str(data), "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
+                       "inner_size": 16, "d_state": 4, "train_batch_size": 64, "spe_mode": "sampled",
+                       "state": "WARNING"},
+            "variants": {"one": {"model": "FamouSRec", "group": "synth", "set": {"experts": ["gru"],
+                                                                                 "use_router": False}}}}
+    (tmp_path / "s.yaml").write_text(json.dumps(body))
+    profile = plan.load_profile(str(tmp_path / "s.yaml"))
+    out, docs = str(tmp_path / "out"), tmp_path / "docs"
+    specs = plan.plan(profile) + plan.plan(profile, variants=["one"])
+    assert runs.run_all(specs, out, launcher=run_in_process, echo=lambda m: None)["ran"] == 2
+    old = {"variant": "routing", "seed": 1, "dataset": "Tiny", "extra": {"epochs": 40}, "epochs_run": 40,
+           "epoch_seconds": [2.0], "valid": {"types": {"all": {"ndcg": 0.5, "share": {}, "forced": {}}}},
+           "test": {"types": {"all": {"ndcg": 0.4, "share": {}, "forced": {}}}}}
+    (docs / "s" / "Tiny").mkdir(parents=True)
+    (docs / "s" / "Tiny" / "synth_routing.json").write_text(json.dumps({"Tiny|routing|1|epochs=40": old}))
+    assert bench_cli(["synth", "--profile", str(tmp_path / "s.yaml"), "--out", out, "--docs", str(docs)]) == 0
+    rows = json.loads((docs / "s" / "Tiny" / "synth_routing.json").read_text())
+    assert sorted(rows) == ["Tiny|one|7|", "Tiny|paper|7|", "Tiny|routing|1|epochs=40"]
+    new = rows["Tiny|paper|7|"]
+    assert set(new["valid"]["types"]) == {"all", "periodic", "drift"} and new["valid"]["types"]["periodic"]["share"]
+    assert abs(new["valid"]["types"]["all"]["ndcg"] - new["valid_ndcg10"]) < 1e-3  # the probe agrees with RecBole
+    assert set(new["separation"]["top"]) == {"periodic", "drift"} and rows["Tiny|one|7|"]["overrides"] == {
+        "experts": ["gru"], "use_router": False}
+    table = (docs / "s" / "Tiny" / "synth_routing.md").read_text()
+    assert "| paper | 1 |" in table and "| one | 1 |" in table and "| routing (epochs=40) | 1 | 0.5000 |" in table
+    assert os.path.isfile(study.cache_path(runs.record_path(out, specs[0])))
+
+
+def test_the_earlier_scripts_committed_rows_give_the_committed_tables():
+    """Every docs/results/synth/**/synth_routing.json (rows of benchmarks/synth_routing.py, now the profile
+    props/bench/synth.yaml) still reads, and the study's ``markdown`` gives its committed tables byte for byte."""
+    import glob
+    import json
+
+    from recbole_famous.bench.synth import markdown
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results", "synth")
+    paths = sorted(glob.glob(os.path.join(root, "**", "synth_routing.json"), recursive=True))
+    assert len(paths) >= 8
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+        text = ""
+        for name in sorted({r["dataset"] for r in rows.values()}):
+            mine = {k: r for k, r in rows.items() if r["dataset"] == name}
+            text += markdown(mine, name, "valid") + "\n" + markdown(mine, name, "test")
+        with open(path[: -len(".json")] + ".md", encoding="utf-8") as f:
+            assert text == f.read(), path

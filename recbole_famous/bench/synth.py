@@ -9,16 +9,26 @@ FamouSRec (or any sequential model) ``type_report`` gives, per type and over all
 
 A router that routes sends each type mostly to one expert, different types to different experts, and
 forcing a type onto another expert lowers its NDCG.
+
+The study is the profile ``props/bench/synth.yaml`` (FamouSRec variants on a synthetic dataset): ``bench run
+--profile synth --datasets SynD ...`` trains them, ``bench synth --profile synth --dataset SynD`` runs this probe
+on each finished run's checkpoint (cached beside the record, ``seed<N>.synth.json``) and writes the tables
+(``markdown``) with their rows, ``<docs>/synth/<dataset>/synth_routing.{md,json}``. The rows have the format of the
+earlier script's (``benchmarks/synth_routing.py``), keyed ``dataset|variant|seed|--set keys``, and are merged into
+the rows already there, so its committed runs stay in the tables.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from contextlib import contextmanager
 
 import torch
 
 from recbole_famous import pipeline
 from recbole_famous.bench.analysis import gt_rank, hr_ndcg
+from recbole_famous.bench.table import mean_std, mean_std_text
 
 
 @contextmanager
@@ -95,3 +105,126 @@ def separation(report: dict) -> dict:
         tops[name] = (label, row["share"][label])
     distinct = len({label for label, _ in tops.values()}) == len(tops)
     return {"top": tops, "distinct": distinct, "min_share": min((s for _, s in tops.values()), default=0.0)}
+
+
+BASE = "paper"  # the name of the profile's own (variant-less) FamouSRec run in the tables
+
+
+def cache_path(record_path: str) -> str:
+    """``seed<N>.synth.json`` beside the run record ``seed<N>.json``."""
+    return record_path[: -len(".json")] + ".synth.json"
+
+
+def probe(record: dict, record_path: str) -> dict:
+    """Per behaviour type, on the validation and test splits, of a finished run's best checkpoint (cached):
+    ``{"valid": type_report, "test": type_report, "separation": separation(valid)}``."""
+    cache = cache_path(record_path)
+    if os.path.isfile(cache):
+        with open(cache, encoding="utf-8") as f:
+            return json.load(f)
+    from recbole_famous.bench import trained
+    from recbole_famous.data.synth import read_types
+    from recbole_famous.files import write_json
+
+    loaded = trained.load_run(record)
+    data_dir = os.path.dirname(os.path.normpath(str(loaded.config["data_path"])))
+    types = read_types(record["spec"]["dataset"], data_dir)
+    report = {"valid": type_report(loaded.model, loaded.valid_data, types),
+              "test": type_report(loaded.model, loaded.test_data, types)}
+    report["separation"] = separation(report["valid"])
+    write_json(cache, report)
+    return report
+
+
+def study_row(record: dict, report: dict, variant_keys: dict, extra: dict) -> dict:
+    """A benchmark run record and its probe as one row of the study (the earlier script's format): ``extra`` is
+    what the run had beyond the profile and the variant (``bench run --set``), so runs under other settings stay
+    apart in the tables (``run_label``)."""
+    spec, result = record["spec"], record.get("result") or {}
+    return {**report, "variant": spec.get("variant") or BASE, "seed": spec["seed"], "overrides": dict(variant_keys),
+            "best_epoch": result.get("best_epoch"), "epochs_run": result.get("epochs_run"),
+            "seconds": record.get("wall_seconds"), "epoch_seconds": result.get("epoch_seconds"),
+            "valid_ndcg10": (record.get("valid_metrics") or {}).get("ndcg@10"),
+            "test_ndcg10": (record.get("metrics") or {}).get("ndcg@10"), "dataset": spec["dataset"], "extra": extra}
+
+
+def row_key(row: dict) -> str:
+    extra = row.get("extra") or {}
+    return f"{row['dataset']}|{row['variant']}|{row['seed']}|" + ",".join(f"{k}={extra[k]}" for k in sorted(extra))
+
+
+def write(profile, specs, out_dir: str, doc_dir: str, dataset: str, command: str, echo=print) -> list:
+    """``<doc_dir>/<dataset>/synth_routing.json`` (every row: the finished runs among ``specs`` merged into the
+    rows there) and ``synth_routing.md`` (the valid and test tables of the dataset's rows)."""
+    from recbole_famous.bench import plan, runs
+    from recbole_famous.files import write_json, write_text
+
+    folder = os.path.join(doc_dir, dataset)
+    path = os.path.join(folder, "synth_routing.json")
+    rows = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+    for spec in specs:
+        record_path = runs.record_path(out_dir, spec)
+        record = runs.load_record(record_path)
+        if record is None:
+            echo(f"  not finished: {spec.label} seed {spec.seed}")
+            continue
+        keys = profile.variants.get(spec.variant, {}) if spec.variant else {}
+        planned = plan.run_overrides(profile, spec.model, spec.seed, keys)
+        extra = {k: v for k, v in (record["spec"].get("overrides") or {}).items() if planned.get(k, object()) != v}
+        echo(f"  synth probe: {spec.label} seed {spec.seed}")
+        row = study_row(record, probe(record, record_path), keys, extra)
+        rows[row_key(row)] = row
+    mine = {k: r for k, r in rows.items() if r.get("dataset") == dataset}
+    text = markdown(mine, dataset, "valid") + "\n" + markdown(mine, dataset, "test") if mine else \
+        f"## {dataset}\n\nNo finished run yet.\n"
+    os.makedirs(folder, exist_ok=True)
+    write_json(path, rows)
+    md = os.path.join(folder, "synth_routing.md")
+    write_text(md, text + f"\nMade by: `{command}` (runs under `{out_dir}`), with the rows already in `{path}`.\n")
+    return [md, path]
+
+
+def run_label(run, common: dict) -> str:
+    """The variant's name, with the ``--set`` values that not every run of the table shares (e.g. a probe run with
+    ``gamma_balance=5``), so that runs of one variant under other settings are not averaged together."""
+    own = {k: v for k, v in (run.get("extra") or {}).items() if common.get(k, object()) != v}
+    return run["variant"] + (" (" + ", ".join(f"{k}={own[k]}" for k in sorted(own)) + ")" if own else "")
+
+
+def _cell(values) -> str:
+    return mean_std_text(*mean_std([v for v in values if v is not None]), missing="-")
+
+
+def markdown(runs, dataset, split="valid") -> str:
+    """Per variant (and ``--set`` values): NDCG@10 per behaviour type, mean ± std over seeds; then each run's top-1
+    shares and forced-expert NDCG@10 per type."""
+    extras = [r.get("extra") or {} for r in runs.values()]
+    common = {k: v for k, v in extras[0].items() if all(e.get(k, object()) == v for e in extras)} if extras else {}
+    by_variant = {}
+    for r in runs.values():
+        by_variant.setdefault(run_label(r, common), []).append(r)
+    type_names = sorted({t for r in runs.values() for t in r[split]["types"] if t != "all"})
+    lines = [f"## {dataset}, {split} split: NDCG@10 per behaviour type (mean ± std over seeds)", "",
+             "| variant | seeds | all | " + " | ".join(type_names) + " | epochs | s/epoch |",
+             "|---|---:|---:|" + "---:|" * len(type_names) + "---:|---:|"]
+    for name, rs in by_variant.items():
+        cells = [_cell([r[split]["types"]["all"]["ndcg"] for r in rs])]
+        cells += [_cell([r[split]["types"][t]["ndcg"] for r in rs if t in r[split]["types"]]) for t in type_names]
+        ep = mean_std([r["epochs_run"] for r in rs])[0]
+        sec = mean_std([mean_std(r["epoch_seconds"])[0] for r in rs])[0]
+        lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {ep:.0f} | {sec:.1f} |")
+    lines += ["", f"## {dataset}, {split} split: routing (top-1 share of each type's users, per expert; seed by seed)",
+              "", "| variant | seed | type | shares | forced NDCG@10 per expert |", "|---|---:|---|---|---|"]
+    for name, rs in by_variant.items():
+        for r in rs:
+            for t in type_names:
+                row = r[split]["types"].get(t)
+                if not row or not row["share"]:
+                    continue
+                shares = ", ".join(f"{k} {v:.2f}" for k, v in row["share"].items())
+                forced = ", ".join(f"{k} {v:.4f}" for k, v in row["forced"].items())
+                lines.append(f"| {name} | {r['seed']} | {t} | {shares} | {forced} |")
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@
   analyze    Figure 1, Figure 2, expert shares and Appendix A.4 from trained checkpoints
   routing    the routing study's table: each FamouSRec variant's scores and routing diagnostics (its probe reads
              the checkpoints), paired against a reference variant per seed (props/bench/routing.yaml)
+  synth      the synthetic study's tables: per behaviour type, expert shares and NDCG@10 (props/bench/synth.yaml)
   archive    copy finished run records (and per-user test metrics) to a committed folder (archive.py)
   restore    copy archived run records back into --out on a new machine: run skips them, table uses them
 
@@ -25,7 +26,7 @@ from recbole_famous.bench import runs
 from recbole_famous.errors import UsageError
 
 NAME = "bench"
-HELP = "the benchmark: run, status, table, compare, ablations, analyze, routing, archive, restore (profiles)"
+HELP = "the benchmark: run, status, table, compare, archive, restore; studies: ablations, analyze, routing, synth"
 DESCRIPTION = "The benchmark: model lists x datasets x seeds under a budget profile (props/bench/NAME.yaml)."
 EPILOG = __doc__.split("\n\n")[1]
 INTERRUPTED = "finished runs are kept; rerun the same command to resume"
@@ -105,12 +106,14 @@ def add_arguments(p) -> None:
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
     sp.add_argument("--seed", type=int, help="which seed's checkpoints (default: the profile's first)")
-    sp = sub.add_parser("routing")
-    common(sp, datasets=False)
-    sp.add_argument("--dataset", help="default: the profile's first")
-    sp.add_argument("--variants", help="comma-separated, 'paper' for the profile's own FamouSRec run (default: it "
-                                       "and every variant of the profile's group 'routing')")
-    sp.add_argument("--seeds", help="comma-separated, default: the profile's seeds for FamouSRec")
+    for study in ("synth", "routing"):  # the studies whose probe reads each variant's checkpoints
+        sp = sub.add_parser(study)
+        common(sp, datasets=False)
+        sp.add_argument("--dataset", help="default: the profile's first")
+        sp.add_argument("--variants", help="comma-separated, 'paper' for the profile's own FamouSRec run (default: "
+                                           f"it and every variant of the profile's group '{study}')")
+        sp.add_argument("--seeds", help="comma-separated, default: the profile's seeds for FamouSRec")
+    # the routing study's own (sp is its parser, the loop's last)
     sp.add_argument("--reference", default="paper", help="the variant the others are paired against")
     sp.add_argument("--title", help="the table's heading (default: dataset and budget)")
 
@@ -296,27 +299,30 @@ def _dispatch(args, argv, echo) -> int:
         paths = report.analyze(profile, args.dataset, seed, args.out, _docs_dir(args, profile), _command(argv), echo)
         echo("wrote " + ", ".join(paths))
         return 0
-    if args.command == "routing":
-        return _routing(args, profile, argv, echo)
+    if args.command in ("routing", "synth"):
+        return _study(args, profile, argv, echo)
     raise UsageError(f"unknown command {args.command}")
 
 
-def _routing(args, profile, argv, echo) -> int:
-    """``bench routing``: the routing study's table from the finished runs (``bench/routing.py``)."""
-    from recbole_famous.bench import plan, routing
+def _study(args, profile, argv, echo) -> int:
+    """``bench routing`` / ``bench synth``: a study's table from the finished runs of its variants, each read by the
+    study's probe (``bench/routing.py``, ``bench/synth.py``)."""
+    from recbole_famous.bench import plan, routing, synth
 
+    study = routing if args.command == "routing" else synth
     dataset = args.dataset or (profile.datasets or ("Instruments",))[0]
-    names = _list(args.variants) or [routing.BASE, *profile.variants_in("routing")]
+    names = _list(args.variants) or [study.BASE, *profile.variants_in(args.command)]
     seeds = _seeds(args.seeds)
-    named = [n for n in names if n != routing.BASE]
-    specs = (plan.plan(profile, ["FamouSRec"], [dataset], seeds) if routing.BASE in names else []) + \
+    named = [n for n in names if n != study.BASE]
+    specs = (plan.plan(profile, ["FamouSRec"], [dataset], seeds) if study.BASE in names else []) + \
         (plan.plan(profile, ["FamouSRec"], [dataset], seeds, variants=named) if named else [])
     order = {n: i for i, n in enumerate(names)}
-    specs.sort(key=lambda s: (order[s.variant or routing.BASE], s.seed))
-    budget = profile.config.get("epochs")
-    title = args.title or f"{dataset}, {budget} epochs (profile {profile.name})"
-    paths = routing.write(specs, args.out, _docs_dir(args, profile), dataset, title, args.reference, _command(argv),
-                          echo)
+    specs.sort(key=lambda s: (order[s.variant or study.BASE], s.seed))
+    docs = _docs_dir(args, profile)
+    if study is synth:
+        paths = synth.write(profile, specs, args.out, docs, dataset, _command(argv), echo)
+    else:
+        title = args.title or f"{dataset}, {profile.config.get('epochs')} epochs (profile {profile.name})"
+        paths = routing.write(specs, args.out, docs, dataset, title, args.reference, _command(argv), echo)
     echo("wrote " + ", ".join(paths))
     return 0
-
