@@ -125,11 +125,38 @@ def test_ablations_are_profile_variants_of_famousrec_only(tmp_path):
     with pytest.raises(UsageError, match="variant of FamouSRec only"):
         plan.plan(profile, models=["SASRec"], variants=["wo_router"])
     (tmp_path / "bare.yaml").write_text(json.dumps({"models": ["FamouSRec"], "datasets": ["Toy"]}))
-    with pytest.raises(UsageError, match="no ablation variants"):
+    with pytest.raises(UsageError, match="has no variants of"):
         ablations.variants(plan.load_profile(str(tmp_path / "bare.yaml")))
     (tmp_path / "lost.yaml").write_text(json.dumps({"models": ["FamouSRec"], "include": ["studies/nope.yaml"]}))
     with pytest.raises(UsageError, match="included file 'studies/nope.yaml' not found"):
         plan.load_profile(str(tmp_path / "lost.yaml"))
+
+
+def test_a_profile_of_its_own_groups_is_tabled_against_the_full_model(tmp_path):
+    """props/bench/decisions.yaml's group (once benchmarks/ablate_famousrec_decisions.py): ``bench ablations``
+    knows the profile's groups, and tables each variant against the full model."""
+    profile = plan.load_profile("decisions")
+    assert ablations.profile_groups(profile) == ["decisions"]
+    assert ablations.check_groups(None, profile) == ["decisions"]
+    with pytest.raises(UsageError, match="unknown ablation group"):
+        ablations.check_groups(["table3"], profile)
+    assert ablations.profile_groups(plan.load_profile("cpu")) == ["table3", "figure4", "figure2", "table5"]
+    specs = ablations.specs(profile, "ml-100k", [1], ["decisions"])
+    assert [s.variant for s in specs] == ["", "gate_mean", "no_inter_layer", "align_grad", "filter_ones"]
+    assert specs[1].overrides_dict()["gate_summary"] == "mean" and specs[1].overrides_dict()["experts"] == [
+        "attention", "gru", "mlp"]
+    out = str(tmp_path / "out")
+    for spec, nd in zip(specs[:2], (0.030, 0.033)):
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"spec": runs.spec_dict(spec), "status": "finished",
+                       "metrics": {"ndcg@10": nd, "hit@10": 2 * nd, "ndcg@5": nd / 2, "hit@5": nd}}, f)
+    md, _ = ablations.report(profile, "ml-100k", [1], out, str(tmp_path / "docs"), ["decisions"])
+    text = open(md).read()
+    assert "### decisions: each variant against the full model" in text
+    assert "| full (heterogeneous) | 1 | 0.0600 | 0.0300 |" in text and "| gate_summary: mean | 1 |" in text
+    assert "+10.0%" in text and "| filter_init: ones | 0 |" in text
 
 
 def test_ablation_report_from_hand_made_records(tmp_path):

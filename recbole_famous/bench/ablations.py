@@ -28,9 +28,22 @@ from recbole_famous.bench.plan import make_spec
 from recbole_famous.errors import UsageError
 
 MODEL = "FamouSRec"
-GROUPS = ("table3", "figure4", "figure2", "table5")
-TRAINED_GROUPS = ("table3", "figure4", "figure2")  # table5 trains nothing: the full model's checkpoints
+GROUPS = ("table3", "figure4", "figure2", "table5")  # the paper's suite (props/bench/studies/famousrec_ablations.yaml)
+TITLES = {"table3": "Table 3: components", "figure4": "Figure 4: homogeneous vs heterogeneous experts",
+          "figure2": "Single encoders with one learnable filter in front (for Figure 2)"}
 STUDY = "studies/famousrec_ablations.yaml"  # where the shipped profiles take these variants from (``include``)
+
+
+def profile_groups(profile) -> list:
+    """The variant groups of ``profile`` in the order its yaml lists them, then ``table5`` (no training: the full
+    model's checkpoints) where the paper's suite is there. A profile of its own may declare other groups (e.g.
+    ``decisions``), each tabled against the full model."""
+    found = []
+    for meta in profile.variant_meta.values():
+        group = meta.get("group")
+        if group and meta.get("model", MODEL) == MODEL and group not in found:
+            found.append(group)
+    return found + (["table5"] if "table3" in found else [])
 
 
 def variants(profile, groups=GROUPS) -> "OrderedDict":
@@ -38,14 +51,15 @@ def variants(profile, groups=GROUPS) -> "OrderedDict":
     (``""``, the profile's own FamouSRec run) and the profile's variants of those groups (``variants:`` with
     ``group``; the shipped profiles include them from ``props/bench/studies/famousrec_ablations.yaml``)."""
     out = OrderedDict()
-    if "table3" in groups or "figure4" in groups or "table5" in groups:
-        out[""] = ("table3", "full (heterogeneous)", {})
-    for group in TRAINED_GROUPS:
-        if group in groups:
-            for name in profile.variants_in(group):
-                out[name] = (group, profile.variant_meta[name].get("label", name), profile.variants[name])
-    if len(out) == 1 and any(g in groups for g in ("table3", "figure4", "figure2")):
-        raise UsageError(f"profile '{profile.name}' has no ablation variants: add `include: [{STUDY}]` to it")
+    trained = [g for g in groups if g != "table5"]
+    if [g for g in groups if g != "figure2"]:
+        out[""] = ("", "full (heterogeneous)", {})
+    for group in trained:
+        for name in profile.variants_in(group):
+            out[name] = (group, profile.variant_meta[name].get("label", name), profile.variants[name])
+    if trained and len(out) <= 1:
+        raise UsageError(f"profile '{profile.name}' has no variants of {trained}: add `include: [{STUDY}]` to it, "
+                         "or variants with those groups")
     return out
 
 
@@ -54,11 +68,13 @@ def specs(profile, dataset: str, seeds, groups=GROUPS) -> list:
             for name, (_, _, keys) in variants(profile, groups).items() for seed in seeds]
 
 
-def check_groups(groups) -> list:
-    groups = list(groups or GROUPS)
-    bad = [g for g in groups if g not in GROUPS]
+def check_groups(groups, profile=None) -> list:
+    """The groups asked for (default: all of the profile's, ``profile_groups``), each one the profile has."""
+    known = profile_groups(profile) if profile is not None else list(GROUPS)
+    groups = list(groups or known)
+    bad = [g for g in groups if g not in known]
     if bad:
-        raise UsageError(f"unknown ablation group(s) {bad}; known: {list(GROUPS)}")
+        raise UsageError(f"unknown ablation group(s) {bad}; known: {known}")
     return groups
 
 
@@ -109,12 +125,10 @@ def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROU
              "sample std over the seeds that finished (n = seeds); Δ = relative change of NDCG@10 vs the full model.", ""]
     rows = []
     f_mean = _stats(full, "ndcg@10")[0]
-    for group, title in (("table3", "Table 3: components"), ("figure4", "Figure 4: homogeneous vs heterogeneous experts"),
-                         ("figure2", "Single encoders with one learnable filter in front (for Figure 2)")):
-        if group not in groups:
-            continue
+    for group in [g for g in groups if g != "table5"]:
+        title = TITLES.get(group, f"{group}: each variant against the full model")
         lines += [f"### {title}", "", "| variant | n | HR@10 | NDCG@10 | HR@5 | NDCG@5 | Δ NDCG@10 |", "|---|---:|---:|---:|---:|---:|---:|"]
-        names = [n for n, (g, _, _) in found.items() if g == group or (n == "" and group == "figure4")]
+        names = [n for n, (g, _, _) in found.items() if g == group or (n == "" and group != "figure2")]
         for name in names:
             _, display, recs = found[name]
             st = {k: _stats(recs, k) for k in ("hit@10", "ndcg@10", "hit@5", "ndcg@5")}

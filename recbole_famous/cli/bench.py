@@ -99,7 +99,8 @@ def add_arguments(p) -> None:
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
     sp.add_argument("--seeds", help="comma-separated, default: the profile's seeds for FamouSRec")
-    sp.add_argument("--only", help="comma-separated groups: table3, figure4, figure2, table5 (default all)")
+    sp.add_argument("--only", help="comma-separated groups: table3, figure4, figure2, table5 (the paper's), or the "
+                                   "profile's own (default: all of the profile's)")
     sp.add_argument("--report-only", action="store_true", help="write the tables from finished runs, train nothing")
     sp.add_argument("--retry-failed", action="store_true")
     sp = sub.add_parser("analyze")
@@ -279,7 +280,7 @@ def _dispatch(args, argv, echo) -> int:
     if args.command == "ablations":
         from recbole_famous.bench import ablations
 
-        groups = ablations.check_groups(_list(args.only))
+        groups = ablations.check_groups(_list(args.only), profile)
         seeds = _seeds(args.seeds) or list(profile.seeds_for(ablations.MODEL))
         failed = 0
         if not args.report_only:
