@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 
 from recbole_famous.errors import UsageError
 from recbole_famous.model.experts import EXPERT_KINDS, ExpertParams
-from recbole_famous.model.history import EXPERT_INPUTS
-from recbole_famous.model.mixture import TRAIN_ROUTINGS
+from recbole_famous.model.mixture import EXPERT_INPUTS, TRAIN_ROUTINGS
 from recbole_famous.model.router import FILTER_INITS, GATE_INPUTS
 
 ROLES = ("model", "training", "inference", "environment")

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import torch
 
-EXPERT_INPUTS = ("window", "history")
-
-
 def left_to_right(x: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(b, n, d) left padded -> (b, width, d) right padded: ``out[u, :len_u] == x[u, n - len_u:]``, zeros after."""
     n, d = x.size(1), x.size(2)

@@ -22,9 +22,10 @@ user to its top-1 expert and scales that expert's output by its full-softmax pro
 it serves. At inference the weight of a single chosen expert is 1 (a positive scale does not
 change a user's ranking).
 
-``expert_input``: ``window`` (every expert reads its component over the whole left-padded window) or
-``history`` (each user's real positions only, on ``expert_parts`` length-sorted parts of the batch, each
-trimmed to its longest history: ``history.py``).
+``expert_input``: what each expert reads, a registered strategy (``EXPERT_INPUTS``, as ``EXPERT_KINDS`` for the
+experts): ``window`` (every expert reads its component over the whole left-padded window) or ``history`` (each
+user's real positions only, on ``expert_parts`` length-sorted parts of the batch, each trimmed to its longest
+history: ``history.py``).
 
 ``component_dropout`` > 0 applies dropout to each component after the filters (instead of to the
 embeddings before the FFT, ``FamouSRec``'s ``dropout_position: components``).
@@ -127,12 +128,7 @@ class MoELayer(nn.Module):
         self.router = FrequencyRouter(cfg, max_len)
         self.experts = nn.ModuleList(build_expert(kind, params) for kind in self.kinds)
 
-    @staticmethod
-    def _window_expert(expert, x, m, last_only):
-        """One expert on components ``x`` (b, n, d) over the whole left-padded window (``expert_input: window``)."""
-        return expert.forward_last(x, m) if last_only else expert(x, m)
-
-    def _pairs(self, encode, comps, mask, mode, users=None, shift=None):
+    def pairs(self, encode, comps, mask, mode, users=None, shift=None):
         """M_k(x_j) at the last position for L_spe (Eq. 11), for ``users`` (an index, or None = every user):
         (b, K_j, K_k, d) every pair (``exact``), or (b, 1, K, d) one random j != k per user and expert (``sampled``;
         ``shift`` (K, b), j = k + shift mod K, drawn here when not given). ``encode(expert, x, m)``: one expert."""
@@ -152,59 +148,13 @@ class MoELayer(nn.Module):
     def forward(self, h, mask, *, top_k: int, last_only: bool = False, need_pairs: Optional[str] = None,
                 force_expert: Optional[int] = None, pair_users: Optional[torch.Tensor] = None) -> MoEOutput:
         """``h`` (B, n, d) left padded, ``mask`` (B, n) True on real items. ``pair_users`` (an index into the
-        batch): compute L_spe's pairs for those users only."""
-        if self.expert_input == "history":
-            return self._forward_history(h, mask, top_k, last_only, need_pairs, force_expert, pair_users)
-        comps = self.router.components(h)  # (B, K, n, d)
-        logits = self.router.gate_logits(comps, mask, h) if self.use_router else None
-        encode = functools.partial(self._window_expert, last_only=last_only)
-        pairs_of = functools.partial(self._pairs, encode, mode=need_pairs, users=pair_users) \
-            if need_pairs and last_only else None  # pairs are read at the last position: encode is last_only
-        return self._mix(comps, mask, logits, encode, top_k, pairs_of, force_expert,
-                         all_pairs=need_pairs == "exact" and pair_users is None)
+        batch): compute L_spe's pairs for those users only. What each expert reads is the strategy
+        ``EXPERT_INPUTS[expert_input]``."""
+        return EXPERT_INPUTS[self.expert_input](self, h, mask, top_k=top_k, last_only=last_only,
+                                                need_pairs=need_pairs, force_expert=force_expert,
+                                                pair_users=pair_users)
 
-    def _forward_history(self, h, mask, top_k, last_only, need_pairs, force_expert, pair_users) -> MoEOutput:
-        """``expert_input: history``: the layer on ``expert_parts`` length-sorted parts of the batch, each trimmed
-        to its longest history and laid out from the first real item: the router's components at the real
-        positions only (``FrequencyRouter.history_components``), the gate, the experts and the mixture on each
-        part, then every row back in batch order. What a user gets depends on its history only (tested: any
-        number of parts, the same loss and gradients; the same values as the window's components read at the
-        real positions)."""
-        b, n = mask.shape
-        lengths = mask.sum(1)
-        n_pairs = b if pair_users is None else pair_users.numel()
-        pair_pos = shift = None
-        if need_pairs and last_only and self.n_experts > 1:
-            pair_pos = torch.full((b,), -1, dtype=torch.long, device=h.device)  # row -> its place among the pairs
-            pair_pos[torch.arange(b, device=h.device) if pair_users is None else pair_users] = \
-                torch.arange(n_pairs, device=h.device)
-            if need_pairs == "sampled":  # drawn once for the batch, as on the window
-                shift = torch.randint(1, self.n_experts, (self.n_experts, n_pairs), device=h.device)
-        encode = functools.partial(encode_history, last_only=last_only, n=n)
-        outs, rows, pair_keys = [], [], []
-        for idx, width in length_parts(lengths, self.expert_parts):
-            part_len = lengths.index_select(0, idx)
-            m = torch.arange(width, device=h.device).unsqueeze(0) < part_len.unsqueeze(1)
-            x = left_to_right(h.index_select(0, idx), part_len, width)
-            comps = self.router.history_components(x, m)  # (b_p, K, W, d)
-            logits = self.router.gate_logits(comps, m, x, last=(part_len - 1).clamp(min=0)) \
-                if self.use_router else None
-            pairs_of = None
-            if pair_pos is not None:
-                keys = pair_pos.index_select(0, idx)
-                local = (keys >= 0).nonzero().squeeze(1)
-                keys = keys.index_select(0, local)
-                if keys.numel():  # this part holds pair users
-                    pair_keys.append(keys)
-                    pairs_of = functools.partial(
-                        self._pairs, encode, mode=need_pairs, users=None if local.numel() == idx.numel() else local,
-                        shift=None if shift is None else shift.index_select(1, keys))
-            outs.append(self._mix(comps, m, logits, encode, top_k, pairs_of, force_expert,
-                                  all_pairs=need_pairs == "exact" and pair_users is None))
-            rows.append(idx)
-        return merge_parts(outs, torch.cat(rows), torch.cat(pair_keys) if pair_keys else None)
-
-    def _mix(self, comps, mask, logits, encode, top_k, pairs_of, force_expert, all_pairs) -> MoEOutput:
+    def mix(self, comps, mask, logits, encode, top_k, pairs_of, force_expert, all_pairs) -> MoEOutput:
         """Eqs. 7-9 on components ``comps`` (b, K, W, d) with gate ``logits`` (b, K): sparse dispatch at inference,
         else every expert on its component (and, with ``pairs_of(comps, mask)``, L_spe's pairs; ``all_pairs``:
         every pair, whose diagonal is then each expert's own output). ``encode(expert, x, m)``: one expert."""
@@ -236,6 +186,68 @@ class MoELayer(nn.Module):
             top_idx = None
         chosen = None if self.training or top_idx is None else top_idx[:, 0]
         return MoEOutput(dense_mix(own, weights), logits, own=own, pairs=pairs, chosen=chosen)
+
+
+def _window_expert(expert, x, m, last_only):
+    """One expert on components ``x`` (b, n, d) over the whole left-padded window (``expert_input: window``)."""
+    return expert.forward_last(x, m) if last_only else expert(x, m)
+
+
+def window_input(layer: MoELayer, h, mask, *, top_k, last_only, need_pairs, force_expert, pair_users) -> MoEOutput:
+    """``expert_input: window``: every expert reads its component over the whole left-padded window (Eq. 7 as the
+    paper writes it; padded positions included)."""
+    comps = layer.router.components(h)  # (B, K, n, d)
+    logits = layer.router.gate_logits(comps, mask, h) if layer.use_router else None
+    encode = functools.partial(_window_expert, last_only=last_only)
+    pairs_of = functools.partial(layer.pairs, encode, mode=need_pairs, users=pair_users) \
+        if need_pairs and last_only else None  # pairs are read at the last position: encode is last_only
+    return layer.mix(comps, mask, logits, encode, top_k, pairs_of, force_expert,
+                     all_pairs=need_pairs == "exact" and pair_users is None)
+
+
+def history_input(layer: MoELayer, h, mask, *, top_k, last_only, need_pairs, force_expert, pair_users) -> MoEOutput:
+    """``expert_input: history``: the layer on ``expert_parts`` length-sorted parts of the batch, each trimmed
+    to its longest history and laid out from the first real item: the router's components at the real
+    positions only (``FrequencyRouter.history_components``), the gate, the experts and the mixture on each
+    part, then every row back in batch order. What a user gets depends on its history only (tested: any
+    number of parts, the same loss and gradients; the same values as the window's components read at the
+    real positions)."""
+    b, n = mask.shape
+    lengths = mask.sum(1)
+    n_pairs = b if pair_users is None else pair_users.numel()
+    pair_pos = shift = None
+    if need_pairs and last_only and layer.n_experts > 1:
+        pair_pos = torch.full((b,), -1, dtype=torch.long, device=h.device)  # row -> its place among the pairs
+        pair_pos[torch.arange(b, device=h.device) if pair_users is None else pair_users] = \
+            torch.arange(n_pairs, device=h.device)
+        if need_pairs == "sampled":  # drawn once for the batch, as on the window
+            shift = torch.randint(1, layer.n_experts, (layer.n_experts, n_pairs), device=h.device)
+    encode = functools.partial(encode_history, last_only=last_only, n=n)
+    outs, rows, pair_keys = [], [], []
+    for idx, width in length_parts(lengths, layer.expert_parts):
+        part_len = lengths.index_select(0, idx)
+        m = torch.arange(width, device=h.device).unsqueeze(0) < part_len.unsqueeze(1)
+        x = left_to_right(h.index_select(0, idx), part_len, width)
+        comps = layer.router.history_components(x, m)  # (b_p, K, W, d)
+        logits = layer.router.gate_logits(comps, m, x, last=(part_len - 1).clamp(min=0)) \
+            if layer.use_router else None
+        pairs_of = None
+        if pair_pos is not None:
+            keys = pair_pos.index_select(0, idx)
+            local = (keys >= 0).nonzero().squeeze(1)
+            keys = keys.index_select(0, local)
+            if keys.numel():  # this part holds pair users
+                pair_keys.append(keys)
+                pairs_of = functools.partial(
+                    layer.pairs, encode, mode=need_pairs, users=None if local.numel() == idx.numel() else local,
+                    shift=None if shift is None else shift.index_select(1, keys))
+        outs.append(layer.mix(comps, m, logits, encode, top_k, pairs_of, force_expert,
+                              all_pairs=need_pairs == "exact" and pair_users is None))
+        rows.append(idx)
+    return merge_parts(outs, torch.cat(rows), torch.cat(pair_keys) if pair_keys else None)
+
+
+EXPERT_INPUTS = {"window": window_input, "history": history_input}  # expert_input -> strategy, as EXPERT_KINDS
 
 
 def merge_parts(outs: List[MoEOutput], rows: torch.Tensor, pair_keys: Optional[torch.Tensor]) -> MoEOutput:
