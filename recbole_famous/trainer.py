@@ -34,7 +34,7 @@ import torch
 from recbole.trainer import Trainer as _RecBoleTrainer
 
 from recbole_famous import checkpoint as ckpt_mod
-from recbole_famous import compat
+from recbole_famous import compat, diagnostics
 from recbole_famous.errors import NonFiniteLoss, TrainingInterrupted
 from recbole_famous.model.rules import is_one_pass
 
@@ -225,8 +225,7 @@ class Trainer(compat.UserWeightedEvaluation, _RecBoleTrainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self._last_valid_result = result
-        diagnose = getattr(self.model, "epoch_diagnostics", None)
-        line = diagnose(valid_data) if diagnose is not None else ""
+        line = diagnostics.epoch_line(self.model, valid_data)  # FamouSRec's routing; '' for other models
         if line:
             self.logger.info(f"routing diagnostics: {line}")
         return score, result

@@ -16,7 +16,7 @@ LAYERS = [
     ["launch", "bench", "tuning"],  # several processes; the benchmark and the search (run the runner per job)
     ["runner", "serving", "run_result"],  # entry points built from the pipeline steps; what a run gives
     ["pipeline"],  # the public steps
-    ["config", "trainer", "checkpoint", "distributed"],  # RecBole's Config / Trainer extended, checkpoint checks
+    ["config", "trainer", "checkpoint", "distributed", "diagnostics"],  # RecBole's Config / Trainer extended, checkpoint checks
     ["model"],
     ["data"],
     ["compat", "errors", "files", "resources"],

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from famousrec_fakes import make_batch, make_model, settings
+from recbole_famous import diagnostics
 from recbole_famous.model.losses import others_target, switch_balance_loss
 from recbole_famous.model.mixture import switch_gates
 from recbole_famous.model.router import FrequencyRouter, band_init
@@ -126,7 +127,7 @@ def test_bad_option_values_are_usage_errors():
 def test_routing_diagnostics_report_shares_cosine_and_forced_scores():
     model = make_model(gate_input="band_energy", filter_init="bands")
     batch = make_batch(batch=12)
-    d = model.routing_diagnostics([batch], forced=True)
+    d = diagnostics.routing_diagnostics(model, [batch], forced=True)
     assert d["users"] == 12
     assert abs(sum(d["share"].values()) - 1) < 1e-6
     assert 0 <= d["entropy"] <= 1 and -1 <= d["expert_cosine"] <= 1
@@ -135,7 +136,7 @@ def test_routing_diagnostics_report_shares_cosine_and_forced_scores():
     assert len(d["filter_band_amplitude"]["low"]) == 4
     from recbole.data.interaction import Interaction
 
-    line = model.epoch_diagnostics([(Interaction(dict(batch)), None, None, None)])
+    line = diagnostics.epoch_line(model, [(Interaction(dict(batch)), None, None, None)])
     assert "forced_ndcg10" in line and "share" in line
 
 

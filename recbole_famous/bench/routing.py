@@ -3,7 +3,7 @@ paper: "w/o router", forced experts, homogeneous mixtures): the report of the ro
 routing.yaml`` (``bench run --profile routing --variants ...``, then ``bench routing --profile routing``).
 
 Input: a study's runs in the benchmark's run store. The routing probe (``probe``) loads each finished FamouSRec
-run's best checkpoint and computes ``model/diagnostics.py``'s routing diagnostics on its validation users (gate
+run's best checkpoint and computes ``recbole_famous/diagnostics.py``'s routing diagnostics on its validation users (gate
 spread, entropy, shares, expert cosine, forced-expert NDCG@10, filter bands), cached beside the run record
 (``seed<N>.routing.json``). ``study_record`` puts record and diagnostics in the study's row format, which is also the
 format of the earlier script's records (``docs/results/routing/*.json``, read by ``read_records``). Output:
@@ -128,7 +128,7 @@ def probe(record: dict, record_path: str) -> dict:
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
     from recbole_famous.bench import trained
-    from recbole_famous.model.diagnostics import routing_diagnostics
+    from recbole_famous.diagnostics import routing_diagnostics
 
     loaded = trained.load_run(record)
     diag = routing_diagnostics(loaded.model, [batch[0] for batch in loaded.valid_data], forced=True)

@@ -53,7 +53,8 @@ Options that let the router route (issue 12; ``docs/results/synth/README.md`` me
 * ``filter_init: bands``: expert j's filter starts as the j-th of K frequency bands.
 * ``align_target: others``: L_al's positive is the mixture of the *other* experts.
 * ``dropout_position: components``: hidden dropout after the filters, not before the FFT.
-* ``diagnostics_users``: routing diagnostics after each validation (``diagnostics.py``).
+* ``diagnostics_users``: routing diagnostics after each validation (``recbole_famous/diagnostics.py``, which the
+  trainer calls: a probe from outside the model).
 
 Speed (issue 13; ``docs/speed.md`` measures them):
 
@@ -73,7 +74,6 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_famous.model.diagnostics import format_diagnostics, routing_diagnostics
 from recbole_famous.model.experts import MambaExpert
 from recbole_famous.model.famousrec_config import FamouSRecConfig, roles
 from recbole_famous.model.losses import (alignment_loss, load_balance_loss, others_target, specialization_loss,
@@ -231,25 +231,6 @@ class FamouSRec(SequentialRecommender):
         finally:
             self.train(was_training)
         return out.chosen
-    def routing_diagnostics(self, batches, forced: bool = False) -> dict:
-        """``model.diagnostics.routing_diagnostics`` on ``batches`` (interactions)."""
-        return routing_diagnostics(self, batches, forced=forced)
-
-    def epoch_diagnostics(self, eval_data) -> str:
-        """The routing diagnostics, forced experts included, on the first ``diagnostics_users`` users of an
-        evaluation dataloader, as one log line (the trainer logs it after each validation); '' when off."""
-        if self.diagnostics_users <= 0:
-            return ""
-        batches, users = [], 0
-        device = self.item_embedding.weight.device
-        for batch in eval_data:
-            inter = (batch[0] if isinstance(batch, tuple) else batch).to(device)
-            batches.append(inter[: self.diagnostics_users - users])
-            users += len(batches[-1])
-            if users >= self.diagnostics_users:
-                break
-        return format_diagnostics(routing_diagnostics(self, batches, forced=True))
-
     def reset_expert_usage(self):
         self.expert_usage.zero_()
 

@@ -1,4 +1,6 @@
-"""Does FamouSRec's router route? Diagnostics of the last MoE layer on a set of users.
+"""Does FamouSRec's router route? Diagnostics of the last MoE layer on a set of users: a probe that reads a
+model from outside (the trainer logs ``epoch_line`` after each validation; the routing study, ``bench/routing.py``,
+reads trained checkpoints with ``routing_diagnostics``); the model itself carries none of it.
 
 ``routing_diagnostics(model, batches)`` computes, with every expert evaluated densely (dropout off):
 
@@ -106,3 +108,21 @@ def format_diagnostics(d: dict) -> str:
     for band, values in d.get("filter_band_amplitude", {}).items():
         lines.append(f"filter |Q| {band} " + ", ".join(f"{v:.3f}" for v in values))
     return "; ".join(lines)
+
+
+def epoch_line(model, eval_data) -> str:
+    """The routing diagnostics, forced experts included, on the first ``diagnostics_users`` users (a FamouSRec
+    setting) of an evaluation dataloader, as one log line (the trainer logs it after each validation); '' for a
+    model without routing, or with ``diagnostics_users: 0``."""
+    users_wanted = int(getattr(model, "diagnostics_users", 0) or 0)
+    if users_wanted <= 0 or not hasattr(model, "kinds"):
+        return ""
+    batches, users = [], 0
+    device = next(model.parameters()).device
+    for batch in eval_data:
+        inter = (batch[0] if isinstance(batch, tuple) else batch).to(device)
+        batches.append(inter[: users_wanted - users])
+        users += len(batches[-1])
+        if users >= users_wanted:
+            break
+    return format_diagnostics(routing_diagnostics(model, batches, forced=True))
