@@ -91,13 +91,7 @@ def _stats(name, out):
     path = __import__("pathlib").Path(out) / name / f"{name}.inter"
     if not path.is_file():
         raise SourceError(path, f"not prepared; run: python -m recbole_famous.data prepare {name} --source PATH")
-    users, items = [], []
-    with open(path, encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            u, i, _ = line.split("\t", 2)
-            users.append(u)
-            items.append(i)
+    users, items = stats.inter_columns(path)
     print(stats.format_table({f"{name} as converted": stats.from_columns(users, items),
                               f"{name} after RecBole filter": stats_after_filter(name, users, items)}))
 

@@ -38,18 +38,22 @@ def from_columns(users, items):
     return Table1(len(set(users)), len(set(items)), len(users))
 
 
-def from_inter_file(path):
-    """Statistics of a prepared atomic `.inter` file (first two columns: user, item)."""
-    users, items = set(), set()
-    actions = 0
+def inter_columns(path) -> tuple:
+    """``(users, items)``: the first two columns of a prepared atomic `.inter` file, one entry per row."""
+    users, items = [], []
     with open(path, encoding="utf-8") as f:
         next(f)
         for line in f:
             u, i, _ = line.split("\t", 2)
-            users.add(u)
-            items.add(i)
-            actions += 1
-    return Table1(len(users), len(items), actions)
+            users.append(u)
+            items.append(i)
+    return users, items
+
+
+def from_inter_file(path):
+    """Statistics of a prepared atomic `.inter` file (first two columns: user, item)."""
+    users, items = inter_columns(path)
+    return Table1(len(set(users)), len(set(items)), len(users))
 
 
 def from_recbole(dataset):
