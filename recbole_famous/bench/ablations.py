@@ -26,6 +26,7 @@ from collections import OrderedDict
 from recbole_famous.bench import plots, runs, table
 from recbole_famous.bench.plan import make_spec
 from recbole_famous.errors import UsageError
+from recbole_famous.files import write_json
 
 MODEL = "FamouSRec"
 GROUPS = ("table3", "figure4", "figure2", "table5")  # the paper's suite (props/bench/studies/famousrec_ablations.yaml)
@@ -98,9 +99,7 @@ def forced_expert_results(record: dict, out_dir: str) -> dict:
         trainer = pipeline.get_trainer(loaded.config, loaded.model, tb_dir)
         results[name] = {k: float(v) for k, v in trainer.evaluate(loaded.test_data, load_best_model=False).items()}
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    with open(cache + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    os.replace(cache + ".tmp", cache)
+    write_json(cache, results)
     return results
 
 

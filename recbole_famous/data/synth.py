@@ -45,6 +45,8 @@ import random
 import re
 from pathlib import Path
 
+from recbole_famous.files import write_text
+
 TYPES = ("stable", "periodic", "drift")  # the default mix (Synth, Synth3)
 KNOWN_TYPES = TYPES + ("repeat",)  # and periodicP-Q, matched by periodic_range
 _PERIODIC_RANGE = re.compile(r"periodic(\d+)(?:-(\d+))?")
@@ -137,9 +139,7 @@ def generate(name: str, out: str = "dataset", *, users_per_type: int = 300, n_to
     inter, type_file = folder / f"{name}.inter", folder / f"{name}.types"
     for path, header, body in ((inter, "user_id:token\titem_id:token\ttimestamp:float\n", rows),
                                (type_file, "user_id\ttype\n", kinds)):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(header + "".join(body), encoding="utf-8")
-        tmp.replace(path)
+        write_text(str(path), header + "".join(body))
     echo(f"wrote {inter} ({uid} users, {n_items} items, {len(rows)} interactions; types {', '.join(types)}) "
          f"and {type_file}")
     return folder
