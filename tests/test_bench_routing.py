@@ -135,3 +135,18 @@ def test_routing_study_runs_through_bench_and_probes_each_model(ml100k_slice, tm
     text = open(os.path.join(docs, "tiny", "routing_mlslice.md")).read()
     assert "| paper | 5 |" in text and "Paired against `paper`" in text and "| wo | 5 |" in text
     assert os.path.isfile(routing.cache_path(runs.record_path(out, specs[1])))
+    # the probes of given checkpoints (bench headroom, bench a4) on the base run's checkpoint
+    famous = runs.load_record(runs.record_path(out, specs[0]))["result"]["checkpoint"]
+    assert bench_cli(["headroom", famous, "--out", str(tmp_path / "h" / "headroom.md")]) == 0
+    numbers = json.load(open(tmp_path / "h" / "headroom.json"))
+    assert numbers["users"] > 0 and set(numbers["forced"]) == {"0:attention", "1:gru", "2:mamba", "3:mlp"}
+    assert numbers["oracle"] >= max(numbers["forced"].values())
+    from recbole_famous.runner import run
+
+    sas = run("SASRec", "mlslice", overrides={**body["config"], "n_layers": 1, "n_heads": 1,
+                                               "checkpoint_dir": str(tmp_path / "sas"), "results_dir": str(tmp_path / "r")})
+    assert bench_cli(["a4", "--sasrec", sas.checkpoint, "--famousrec", famous, "--out", str(tmp_path / "a4")]) == 0
+    a4 = json.load(open(tmp_path / "a4" / "a4_mlslice.json"))
+    assert a4["famousrec_kinds"] == ["attention", "gru", "mamba", "mlp"] and a4["rows"]
+    assert "Appendix A.4 like for like, mlslice" in open(tmp_path / "a4" / "a4_mlslice.md").read()
+    assert bench_cli(["headroom", sas.checkpoint, "--out", str(tmp_path / "x.md")]) == 2  # not a FamouSRec

@@ -256,6 +256,12 @@ def test_synth_study_runs_through_bench_and_joins_the_committed_rows(tmp_path):
     table = (docs / "s" / "Tiny" / "synth_routing.md").read_text()
     assert "| paper | 1 |" in table and "| one | 1 |" in table and "| routing (epochs=40) | 1 | 0.5000 |" in table
     assert os.path.isfile(study.cache_path(runs.record_path(out, specs[0])))
+    # bench by-period on the base run's checkpoint: periodic users grouped by the period read back (2 here)
+    checkpoint = runs.load_record(runs.record_path(out, specs[0]))["result"]["checkpoint"]
+    assert bench_cli(["by-period", checkpoint, "--out", str(tmp_path / "p" / "by_period.md")]) == 0
+    groups = json.loads((tmp_path / "p" / "by_period.json").read_text())
+    assert set(groups) == {"periodic p=2", "drift"} and sum(g["users"] for g in groups.values()) == 40
+    assert all(abs(sum(g["share"].values()) - 1) < 1e-9 for g in groups.values())
 
 
 def test_the_earlier_scripts_committed_rows_give_the_committed_tables():

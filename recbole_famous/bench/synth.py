@@ -228,3 +228,44 @@ def markdown(runs, dataset, split="valid") -> str:
                 forced = ", ".join(f"{k} {v:.4f}" for k, v in row["forced"].items())
                 lines.append(f"| {name} | {r['seed']} | {t} | {shares} | {forced} |")
     return "\n".join(lines) + "\n"
+
+
+def history_period(seq: list) -> int:
+    """The period a history repeats with: the smallest p (< 13) with the largest share of ``seq[t] == seq[t-p]``."""
+    return max(range(1, min(13, len(seq))),
+               key=lambda p: (sum(seq[k] == seq[k - p] for k in range(p, len(seq))) / max(1, len(seq) - p), -p))
+
+
+def run_length(seq: list) -> int:
+    """The most common length of a history's runs of one item, the first run left out (it may be cut)."""
+    from collections import Counter
+
+    runs, count = [], 1
+    for a, b in zip(seq, seq[1:]):
+        if a == b:
+            count += 1
+        else:
+            runs.append(count)
+            count = 1
+    return Counter(runs[1:] or runs).most_common(1)[0][0]
+
+
+def by_period(model, data, types: dict, histories: dict, k: int = 10) -> dict:
+    """Per periodic user's period (``periodic p=3``) and repeat user's run length (``repeat r=2``), each read back
+    from the history (``history_period``, ``run_length``), other types whole: ``{group: {"users", "ndcg",
+    "share": {kind: share}}}`` on ``data`` (the valid split), top-1 experts as the model routes."""
+    from collections import Counter, defaultdict
+
+    groups = defaultdict(list)
+    for user, (rank, chosen) in user_ranks(model, data).items():
+        seq, kind = histories[user], types[user]
+        name = f"{kind} p={history_period(seq)}" if kind.startswith("periodic") else \
+            f"{kind} r={run_length(seq)}" if kind == "repeat" else kind
+        groups[name].append((rank, chosen))
+    out = {}
+    for name in sorted(groups):
+        rows = groups[name]
+        shares = Counter(model.kinds[j] for _, j in rows if j is not None)
+        out[name] = {"users": len(rows), "ndcg": hr_ndcg([r for r, _ in rows], k)[1],
+                     "share": {kind: n / len(rows) for kind, n in shares.most_common()}}
+    return out

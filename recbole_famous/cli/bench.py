@@ -10,6 +10,8 @@
   routing    the routing study's table: each FamouSRec variant's scores and routing diagnostics (its probe reads
              the checkpoints), paired against a reference variant per seed (props/bench/routing.yaml)
   synth      the synthetic study's tables: per behaviour type, expert shares and NDCG@10 (props/bench/synth.yaml)
+  headroom, a4, by-period
+             probes of given checkpoints (recbole_famous/cli/probes.py)
   archive    copy finished run records (and per-user test metrics) to a committed folder (archive.py)
   restore    copy archived run records back into --out on a new machine: run skips them, table uses them
 
@@ -23,6 +25,7 @@ import os
 import shlex
 
 from recbole_famous.bench import runs
+from recbole_famous.cli import probes
 from recbole_famous.errors import UsageError
 
 NAME = "bench"
@@ -107,6 +110,7 @@ def add_arguments(p) -> None:
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
     sp.add_argument("--seed", type=int, help="which seed's checkpoints (default: the profile's first)")
+    probes.add_arguments(sub)  # headroom, a4, by-period: probes of given checkpoints
     for study in ("synth", "routing"):  # the studies whose probe reads each variant's checkpoints
         sp = sub.add_parser(study)
         common(sp, datasets=False)
@@ -222,6 +226,9 @@ def run(args, overrides=None) -> int:
 
 def _dispatch(args, argv, echo) -> int:
     from recbole_famous.bench import plan, runs
+
+    if args.command in probes.NAMES:  # they read the checkpoints they are given, not a profile's runs
+        return probes.run(args, _command(argv), echo)
 
     profile = plan.load_profile(args.profile)
     if args.command in ("run", "status", "table", "compare", "archive", "restore"):

@@ -38,16 +38,19 @@ def from_columns(users, items):
     return Table1(len(set(users)), len(set(items)), len(users))
 
 
-def inter_columns(path) -> tuple:
-    """``(users, items)``: the first two columns of a prepared atomic `.inter` file, one entry per row."""
-    users, items = [], []
+def inter_columns(path, with_time: bool = False) -> tuple:
+    """``(users, items)``: the first two columns of a prepared atomic `.inter` file, one entry per row; with
+    ``with_time``, ``(users, items, timestamps)`` (the third column, as floats)."""
+    users, items, times = [], [], []
     with open(path, encoding="utf-8") as f:
         next(f)
         for line in f:
-            u, i, _ = line.split("\t", 2)
+            u, i, rest = line.split("\t", 2)
             users.append(u)
             items.append(i)
-    return users, items
+            if with_time:
+                times.append(float(rest.split("\t", 1)[0]))
+    return (users, items, times) if with_time else (users, items)
 
 
 def from_inter_file(path):
