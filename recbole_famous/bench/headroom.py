@@ -25,9 +25,8 @@ import math
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_famous import pipeline
 from recbole_famous.bench.analysis import hr_ndcg
-from recbole_famous.bench.synth import forcing, user_ranks
+from recbole_famous.bench.synth import eval_batches, user_ranks
 from recbole_famous.model.ranking import target_rank
 
 
@@ -36,27 +35,23 @@ def probe_ranks(model, data, force=None, back: int = 1) -> dict:
     """``{user token: 0-based rank}`` of each user's history item ``back`` steps from the end (1: the last) given
     the history before it (users with more than ``back`` history items), every other item of that shorter
     history masked, as RecBole masks the history."""
-    dataset = data._dataset
-    uid = dataset.uid_field
-    device = pipeline.model_device(model)
+    uid = data._dataset.uid_field
     out = {}
-    with forcing(model, force):
-        for batch in data:
-            inter = batch[0].to(device)
-            seq, length = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
-            keep = length > back
-            if not bool(keep.any()):
-                continue
-            seq, length, users = seq[keep].clone(), length[keep] - back, inter[uid][keep]
-            rows = torch.arange(len(seq), device=device)
-            target = seq[rows, length].clone()
-            cols = torch.arange(seq.shape[1], device=device)
-            seq[cols.unsqueeze(0) >= length.unsqueeze(1)] = 0  # right-padded: the probe item and after become padding
-            scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length,
-                                                          uid: users})).view(len(seq), -1)
-            ranks = target_rank(scores, target, masked_items=seq)  # the shorter history and padding (item 0)
-            for u, r in zip(dataset.id2token(uid, users.cpu().numpy()), ranks.tolist()):
-                out[str(u)] = r
+    for inter, _, tokens in eval_batches(model, data, force):
+        seq, length = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+        keep = length > back
+        if not bool(keep.any()):
+            continue
+        seq, length, users = seq[keep].clone(), length[keep] - back, inter[uid][keep]
+        rows = torch.arange(len(seq), device=seq.device)
+        target = seq[rows, length].clone()
+        cols = torch.arange(seq.shape[1], device=seq.device)
+        seq[cols.unsqueeze(0) >= length.unsqueeze(1)] = 0  # right-padded: the probe item and after become padding
+        scores = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length,
+                                                      uid: users})).view(len(seq), -1)
+        ranks = target_rank(scores, target, masked_items=seq)  # the shorter history and padding (item 0)
+        for u, r in zip([t for t, k in zip(tokens, keep.tolist()) if k], ranks.tolist()):
+            out[u] = r
     return out
 
 

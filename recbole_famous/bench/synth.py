@@ -46,28 +46,34 @@ def forcing(model, force=None):
             model.force_expert = saved
 
 
-@torch.no_grad()
-def user_ranks(model, data, force=None):
-    """``{user token: (rank, chosen expert or None)}`` over ``data`` (a full-ranking eval dataloader)."""
+def eval_batches(model, data, force=None):
+    """Each batch of a full-ranking dataloader ``data`` on the model's device, served as ``forcing(model, force)``
+    says: ``(interaction, history_index, user tokens)``."""
     dataset = data._dataset
     uid = dataset.uid_field
     device = pipeline.model_device(model)
-    out = {}
     with forcing(model, force):
         for batch in data:
-            inter, history_index = batch[0].to(device), batch[1]
-            chosen = None
-            if hasattr(model, "encode"):
-                res, _ = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
-                scores = res.hidden @ model.item_embedding.weight.t()
-                chosen = res.chosen
-            else:
-                scores = model.full_sort_predict(inter).view(len(inter), -1)
-            r = gt_rank(scores, history_index, inter[model.POS_ITEM_ID])
-            tokens = dataset.id2token(uid, inter[uid].cpu().numpy())
-            picks = chosen.tolist() if chosen is not None else [None] * len(tokens)
-            for u, rr, j in zip(tokens, r.tolist(), picks):
-                out[str(u)] = (rr, j)
+            inter = batch[0].to(device)
+            yield inter, batch[1], [str(u) for u in dataset.id2token(uid, inter[uid].cpu().numpy())]
+
+
+@torch.no_grad()
+def user_ranks(model, data, force=None):
+    """``{user token: (rank, chosen expert or None)}`` over ``data`` (a full-ranking eval dataloader)."""
+    out = {}
+    for inter, history_index, tokens in eval_batches(model, data, force):
+        chosen = None
+        if hasattr(model, "encode"):
+            res, _ = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
+            scores = res.hidden @ model.item_embedding.weight.t()
+            chosen = res.chosen
+        else:
+            scores = model.full_sort_predict(inter).view(len(inter), -1)
+        r = gt_rank(scores, history_index, inter[model.POS_ITEM_ID])
+        picks = chosen.tolist() if chosen is not None else [None] * len(tokens)
+        for u, rr, j in zip(tokens, r.tolist(), picks):
+            out[u] = (rr, j)
     return out
 
 
