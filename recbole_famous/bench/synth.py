@@ -132,9 +132,14 @@ def probe(record: dict, record_path: str) -> dict:
     from recbole_famous.data.synth import read_types
     from recbole_famous.files import write_json
 
+    from recbole_famous.errors import UsageError
+
     loaded = trained.load_run(record)
     data_dir = os.path.dirname(os.path.normpath(str(loaded.config["data_path"])))
-    types = read_types(record["spec"]["dataset"], data_dir)
+    try:
+        types = read_types(record["spec"]["dataset"], data_dir)
+    except FileNotFoundError as exc:  # not a synthetic dataset: say so in one line
+        raise UsageError(f"{exc}; bench synth reads datasets of known behaviour types") from None
     report = {"valid": type_report(loaded.model, loaded.valid_data, types),
               "test": type_report(loaded.model, loaded.test_data, types)}
     report["separation"] = separation(report["valid"])

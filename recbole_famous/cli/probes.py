@@ -115,7 +115,10 @@ def _by_period(args, command, echo) -> int:
     trained = _load_famousrec(args.checkpoint)
     name = trained.config["dataset"]
     data_dir = os.path.dirname(os.path.normpath(str(trained.config["data_path"])))
-    types = read_types(name, data_dir)
+    try:
+        types = read_types(name, data_dir)
+    except FileNotFoundError as exc:  # not a synthetic dataset
+        raise UsageError(f"{exc}; bench by-period reads datasets of known behaviour types") from None
     users, items, times = stats.inter_columns(os.path.join(data_dir, name, f"{name}.inter"), with_time=True)
     histories = {}
     for user, item, t in sorted(zip(users, items, times), key=lambda r: (r[0], r[2])):
