@@ -150,3 +150,4 @@ def test_routing_study_runs_through_bench_and_probes_each_model(ml100k_slice, tm
     assert a4["famousrec_kinds"] == ["attention", "gru", "mamba", "mlp"] and a4["rows"]
     assert "Appendix A.4 like for like, mlslice" in open(tmp_path / "a4" / "a4_mlslice.md").read()
     assert bench_cli(["headroom", sas.checkpoint, "--out", str(tmp_path / "x.md")]) == 2  # not a FamouSRec
+    assert bench_cli(["by-period", famous]) == 2  # mlslice has no behaviour types: one line, no traceback
