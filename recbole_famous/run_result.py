@@ -74,7 +74,3 @@ class RunResult:
         if key not in {f.name for f in dataclasses.fields(self)}:
             raise KeyError(key)
         return getattr(self, key)
-
-    def get(self, key: str, default=None):
-        value = getattr(self, key, None) if key in {f.name for f in dataclasses.fields(self)} else None
-        return default if value is None else value
