@@ -5,7 +5,8 @@ The command line, the params file's format and the output folder: ``recbole_famo
 
 Each trial is one run of the plugin's own pipeline (``recbole_famous.runner.run``) with the trial's values on top
 of the run's config (``--config_files``, ``--key=value``; the budget, ``epochs`` / ``stopping_step``, comes from
-there); the best epoch and the trial are chosen on the validation split (``valid_metric``), the test split is
+there), made as the benchmark makes its runs: a record of the one run store, run by its executor (``bench/runs.py``,
+``bench/worker.py``), so a search's trials and a benchmark's runs have one schema and one place; the best epoch and the trial are chosen on the validation split (``valid_metric``), the test split is
 evaluated and reported, never used for the choice. With ``--no_default`` absent, the config's own values of the
 searched parameters run first as the ``default`` trial (outside hyperopt's sampling), so that the table compares
 the tuned setting with the default at the same budget."""
@@ -13,7 +14,6 @@ the tuned setting with the default at the same budget."""
 from __future__ import annotations
 
 import ast
-import contextlib
 import csv
 import io
 import json
@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 
 from recbole.trainer import HyperTuning
@@ -190,19 +189,55 @@ def _canon(params: dict) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def trial_variant(trial: str) -> str:
+    """A trial's variant name in the run store: ``default``, or ``trial0001`` for hyperopt's first trial."""
+    return trial if trial == "default" else f"trial{trial}"
+
+
+def trial_row(record: dict, names) -> dict:
+    """The search's view of a run-store record of a trial (finished, or a ``.failed.json`` that diverged): ``trial``,
+    ``params`` (the searched ``names``), ``status``, the scores, epochs and seconds; the fields of the older
+    searches' ``trials/<n>.json``, which read as they are."""
+    spec = record["spec"]
+    variant = spec["variant"]
+    overrides = spec["overrides"]
+    row = {"trial": variant[len("trial"):] if variant.startswith("trial") else variant,
+           "params": {n: overrides[n] for n in names if n in overrides}}
+    if record.get("status") != "finished":
+        row.update(status="diverged", error=record.get("error", ""), seconds=round(record.get("seconds", 0.0), 1))
+        return row
+    result = record["result"]
+    row.update(status="finished", valid_metric=result["valid_metric"], best_valid_score=result["best_valid_score"],
+               best_valid_result=record["valid_metrics"], test_result=record["metrics"],
+               best_epoch=result["best_epoch"], epochs_run=result["epochs_run"],
+               seconds=round(record["wall_seconds"], 1))
+    return row
+
+
 class Search:
-    """One search: its trials on disk, the runs, the table and the best setting."""
+    """One search: its trials, the table and the best setting.
+
+    Each trial is a run of the benchmark's run store and executor (``bench/runs.py``): profile
+    ``tuning/<search>``, variant ``default`` or ``trial<n>``, its record and log where the benchmark keeps its
+    own (``store``: ``$RECBOLE_FAMOUS_BENCH_DIR``, else ``results/bench``), run in its own process, resumed from
+    its last validated epoch when the search was killed during it. A finished trial's checkpoints are removed
+    (a search keeps the table, not the models). ``output_dir`` gets the table and ``best.yaml``; the trials of
+    searches made before (``output_dir/trials/<n>.json``) are read back, not rerun."""
+
+    PROFILE = "tuning"
 
     def __init__(self, model, dataset, params_file, config_files=(), overrides=None, algo="bayes", max_evals=10,
-                 output_dir=None, include_default=True, seed=None, out=None):
+                 output_dir=None, include_default=True, seed=None, out=None, store=None, launcher=None):
         require_hyperopt()
-        from recbole_famous import pipeline, runner
+        from recbole_famous import pipeline
+        from recbole_famous.bench import runs
+        from recbole_famous.config import read_yaml
 
         if algo not in ("bayes", "random", "exhaustive"):
             raise UsageError(f"unknown --algo '{algo}': bayes, random or exhaustive")
         if max_evals is not None and max_evals < 1:
             raise UsageError(f"--max_evals must be at least 1, got {max_evals}")
-        self.runner = runner
+        self.runs = runs
         self.params = parse_params_file(params_file)
         self.params_file = params_file
         self.config_files, self.overrides = list(config_files or []), dict(overrides or {})
@@ -217,11 +252,22 @@ class Search:
         self.model, self.dataset = config["model"], config["dataset"]
         self.valid_metric, self.bigger = config["valid_metric"], bool(config["valid_metric_bigger"])
         self.default_values = {p.name: config[p.name] for p in self.params}
-        self.seed = int(config["seed"] if seed is None else seed)
+        self.run_seed = int(config["seed"])
+        self.seed = int(self.run_seed if seed is None else seed)
+        # every trial's overrides: the config files' keys under the command's (RecBole's order), the run's seed
+        self.base = {}
+        for path in self.config_files:
+            self.base.update(read_yaml(path))
+        self.base.update(self.overrides)
+        self.base["seed"] = self.run_seed
         self.algo, self.max_evals, self.include_default = algo, max_evals, include_default
         stem = os.path.splitext(os.path.basename(params_file))[0]
         base = config["results_dir"] if "results_dir" in config else "results"
         self.output_dir = output_dir or os.path.join(base, "tuning", f"{self.model}-{self.dataset}-{stem}")
+        self.name = os.path.basename(os.path.normpath(self.output_dir))
+        self.store = store or runs.default_out()
+        self.profile = f"{self.PROFILE}/{self.name}"
+        self.launcher = launcher  # None: the benchmark's worker process (tests stand in for it)
         self.out = out or sys.stdout
         self.manifest = {
             "model": self.model, "dataset": self.dataset, "algo": algo, "seed": self.seed,
@@ -230,88 +276,128 @@ class Search:
             "valid_metric": self.valid_metric, "include_default": include_default,
         }
         self._next = 0
-        self._devnull = None
 
     # --- files -------------------------------------------------------------------------------------------------
     def _path(self, *parts):
         return os.path.join(self.output_dir, *parts)
 
+    def manifest_path(self) -> str:
+        """``search.json`` (what the search is), beside its trials in the run store."""
+        return os.path.join(self.store, "runs", self.profile, "search.json")
+
     def _check_manifest(self) -> None:
-        path = self._path("search.json")
-        if not os.path.isfile(path):
-            return
-        with open(path, encoding="utf-8") as f:
-            before = json.load(f)
         mine = json.loads(json.dumps(self.manifest, default=str))
-        diff = sorted(k for k in set(before) | set(mine) if before.get(k) != mine.get(k))
-        if diff:
-            raise UsageError(f"{self.output_dir} holds another search (differs in {', '.join(diff)}): "
-                             f"use another --output_dir or remove it")
+        for path, where in ((self.manifest_path(), f"the run store's {os.path.dirname(self.manifest_path())}"),
+                            (self._path("search.json"), self.output_dir)):  # the latter: a search made before
+            if not os.path.isfile(path):
+                continue
+            with open(path, encoding="utf-8") as f:
+                before = json.load(f)
+            diff = sorted(k for k in set(before) | set(mine) if before.get(k) != mine.get(k))
+            if diff:
+                raise UsageError(f"{where} holds another search (differs in {', '.join(diff)}): "
+                                 f"use another --output_dir or remove it")
 
     def _start_files(self) -> None:
-        os.makedirs(self._path("trials"), exist_ok=True)
-        if not os.path.isfile(self._path("search.json")):
-            _write_atomic(self._path("search.json"), json.dumps(self.manifest, indent=2, default=str) + "\n")
+        os.makedirs(self.output_dir, exist_ok=True)
+        if not os.path.isfile(self.manifest_path()):
+            os.makedirs(os.path.dirname(self.manifest_path()), exist_ok=True)
+            _write_atomic(self.manifest_path(), json.dumps(self.manifest, indent=2, default=str) + "\n")
 
-    def records(self) -> list[dict]:
-        folder = self._path("trials")
-        if not os.path.isdir(folder):
-            return []
-        out = []
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".json"):
-                with open(os.path.join(folder, name), encoding="utf-8") as f:
-                    out.append(json.load(f))
-        return sorted(out, key=lambda r: (r["trial"] != "default", str(r["trial"])))
+    def spec(self, trial: str, values: dict):
+        """The run-store spec of one trial: the search's overrides with the trial's values on top."""
+        from recbole_famous.bench.plan import RunSpec
 
-    def _load(self, trial):
+        overrides = {**self.base, **values}
+        return RunSpec(self.model, self.dataset, self.run_seed, self.profile, trial_variant(trial),
+                       json.dumps(overrides, sort_keys=True, default=str))
+
+    def _legacy(self, trial: str):
+        """A trial of a search made before trials were run-store records (``output_dir/trials/<n>.json``)."""
         path = self._path("trials", f"{trial}.json")
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
             return json.load(f)
 
+    def _stored(self, spec):
+        """The trial's row from the run store, when it finished or diverged; else None."""
+        record = self.runs.load_record(self.runs.record_path(self.store, spec))
+        if record is None:
+            record = self.runs.load_failure(self.store, spec)
+            if record is None or record.get("error_type") != "NonFiniteLoss":
+                return None
+        return trial_row(record, [p.name for p in self.params])
+
+    def records(self) -> list[dict]:
+        """Every trial on disk, as rows: the run store's, and those of a search made before."""
+        import glob
+
+        names = [p.name for p in self.params]
+        rows = {}
+        legacy = self._path("trials")
+        if os.path.isdir(legacy):
+            for name in sorted(os.listdir(legacy)):
+                if name.endswith(".json"):
+                    with open(os.path.join(legacy, name), encoding="utf-8") as f:
+                        row = json.load(f)
+                    rows[row["trial"]] = row
+        pattern = os.path.join(self.store, "runs", self.profile, self.dataset, f"{self.model}--*",
+                               f"seed{self.run_seed}.*json")
+        for path in sorted(glob.glob(pattern)):
+            if path.endswith((".json",)) and not path.endswith(".job.json"):
+                record = self.runs.load_record(path)
+                if record is None or (path.endswith(".failed.json") and record.get("error_type") != "NonFiniteLoss"):
+                    continue
+                row = trial_row(record, names)
+                rows.setdefault(row["trial"], row)
+        return sorted(rows.values(), key=lambda r: (r["trial"] != "default", str(r["trial"])))
+
     # --- trials ------------------------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
     def _run_trial(self, trial: str, values: dict, label: str) -> dict:
-        record = self._load(trial)
-        if record is not None:
-            if _canon(record["params"]) != _canon(values):
-                raise UsageError(f"{self._path('trials', trial + '.json')} was made with other values "
-                                 f"({record['params']} != {values}): use another --output_dir or remove it")
-            self._say(f"{label}: finished before, not rerun: {self._summary(record)}")
-            return record
+        spec = self.spec(trial, values)
+        where = self.runs.record_path(self.store, spec)
+        row = self._legacy(trial)
+        if row is not None:
+            where = self._path("trials", f"{trial}.json")
+        state = self.runs.state(self.store, spec)
+        if row is None and state == "changed":
+            keys = self.runs.changed_keys(self.runs.load_record(where), spec)
+            raise UsageError(f"trial {trial} in the run store was made with other settings ({', '.join(keys)}): "
+                             f"use another --output_dir or remove {where}")
+        if row is None:
+            row = self._stored(spec)
+            if row is not None:  # a search killed right after the trial finished kept its checkpoints
+                shutil.rmtree(self.runs.checkpoint_dir(self.store, spec), ignore_errors=True)
+        if row is not None:
+            if _canon(row["params"]) != _canon(values):
+                raise UsageError(f"trial {trial} on disk was made with other values ({row['params']} != {values}): "
+                                 f"use another --output_dir or remove {where}")
+            self._say(f"{label}: finished before, not rerun: {self._summary(row)}")
+            return row
+        if state == "running":
+            raise UsageError(f"trial {trial} is being run by another process ({where}.lock): wait for it")
         self._start_files()
         self._say(f"{label}: {values} ...")
-        overrides = {**self.overrides, **values,
-                     "results_dir": self._path("runs"), "checkpoint_dir": self._path("checkpoints"),
-                     "show_progress": False}
-        t0 = time.perf_counter()
-        from recbole_famous.errors import NonFiniteLoss
+        import torch
 
-        if self._devnull is None:
-            self._devnull = open(os.devnull, "w")
-        record = {"trial": trial, "params": values}
-        try:
-            with contextlib.redirect_stdout(self._devnull):  # the run's console log; its run.log keeps it all
-                result = self.runner.run(self.model, self.dataset, self.config_files, overrides, run_id=trial)
-        except NonFiniteLoss as exc:
-            record.update(status="diverged", error=str(exc))
+        record = self.runs.run_one(spec, self.store, retry_failed=True, echo=self._say, launcher=self.launcher,
+                                   threads=torch.get_num_threads())
+        if record is None:
+            row = self._stored(spec)
+            if row is None:
+                failed = self.runs.load_failure(self.store, spec) or {}
+                raise UsageError(f"trial {trial} failed (exit {failed.get('exit_code')}): "
+                                 f"{(failed.get('log_tail') or [''])[-1]}; log: {failed.get('log')}")
         else:
-            record.update(
-                status="finished", valid_metric=result.valid_metric, best_valid_score=result.best_valid_score,
-                best_valid_result=result.best_valid_result, test_result=result.test_result,
-                best_epoch=result.best_epoch, epochs_run=result.epochs_run,
-            )
-        finally:
-            shutil.rmtree(self._path("checkpoints"), ignore_errors=True)
-        record["seconds"] = round(time.perf_counter() - t0, 1)
-        _write_atomic(self._path("trials", f"{trial}.json"), json.dumps(record, indent=2, default=str) + "\n")
+            shutil.rmtree(self.runs.checkpoint_dir(self.store, spec), ignore_errors=True)
+            row = trial_row(record, [p.name for p in self.params])
         self.write_outputs()
-        self._say(f"{label}: {self._summary(record)}")
-        return record
+        self._say(f"{label}: {self._summary(row)}")
+        return row
 
     def _summary(self, record: dict) -> str:
         if record["status"] != "finished":
@@ -340,20 +426,16 @@ class Search:
         if self.algo == "exhaustive" and self.max_evals:
             tuner.max_evals = min(int(tuner.max_evals), self.max_evals)
         self.max_evals_effective = int(tuner.max_evals)
-        try:
-            if self.include_default:
-                self._run_trial("default", dict(self.default_values), "default")
-            tuner.search(self.seed)
-        finally:
-            if self._devnull is not None:
-                self._devnull.close()
-                self._devnull = None
+        if self.include_default:
+            self._run_trial("default", dict(self.default_values), "default")
+        tuner.search(self.seed)
         best = self.write_outputs()
         if best is None:
-            raise UsageError("no trial finished (every one diverged): see " + self._path("runs"))
+            raise UsageError("no trial finished (every one diverged): see the logs under "
+                             + os.path.join(self.store, "logs", self.profile))
         self._say(f"best: trial {best['trial']} {best['params']}: {self._summary(best)}")
         self._say(f"table: {self._path('results.md')} / results.csv; best setting: {self._path('best.yaml')} "
-                  f"(--config_files={self._path('best.yaml')})")
+                  f"(--config_files={self._path('best.yaml')}); trials: {os.path.join(self.store, 'runs', self.profile)}")
         return best
 
     # --- outputs -----------------------------------------------------------------------------------------------

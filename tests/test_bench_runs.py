@@ -326,3 +326,30 @@ def test_cpu_and_wall_seconds_sum_over_the_processes_of_a_run_resumed_twice(tmp_
     again = Attempts(folder, clock=clock, cpu=clock)
     again.fresh()  # a run that starts over forgets them
     assert again.earlier()["processes"] == 0 and Attempts(folder).earlier()["processes"] == 0
+
+
+def test_worker_ends_a_known_error_with_one_line_that_the_failed_record_keeps(tmp_path, monkeypatch, capsys):
+    """A run that stops on a known error (e.g. a non-finite loss) exits with that error's code and one
+    ``error: <type>: <message>`` line, which ``run_one``'s ``.failed.json`` keeps as ``error_type`` / ``error``
+    (tuning reads a diverged trial from it); a bug keeps its traceback."""
+    from recbole_famous.bench import worker
+    from recbole_famous.errors import NonFiniteLoss
+
+    job = tmp_path / "job.json"
+    job.write_text("{}")
+
+    def diverge(_job):
+        raise NonFiniteLoss("loss part L_rec is nan at epoch 3")
+
+    monkeypatch.setattr(worker, "execute", diverge)
+    assert worker.main([str(job), str(tmp_path / "out.json")]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line == "error: NonFiniteLoss: loss part L_rec is nan at epoch 3"
+    assert runs.failure(["epoch 2 ...", line]) == {"error_type": "NonFiniteLoss",
+                                                   "error": "loss part L_rec is nan at epoch 3"}
+    assert runs.failure(["Traceback (most recent call last):", "RuntimeError: boom"]) == {}
+    assert not (tmp_path / "out.json").exists()
+
+    monkeypatch.setattr(worker, "execute", lambda _job: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        worker.main([str(job), str(tmp_path / "out.json")])

@@ -161,38 +161,49 @@ def test_tune_without_hyperopt_names_the_install_command(tmp_path, capsys, monke
 SEARCH = "learning_rate loguniform -6.9,-3.9\nhidden_dropout_prob choice [0.1,0.5]\nn_layers quniform 1,2,1\n"
 
 
-def _search_args(ml100k_slice, params_file, out):
+def _search_args(ml100k_slice, params_file, out, store):
     return ["--model=SASRec", "--dataset=mlslice", f"--params_file={params_file}", "--max_evals=3",
-            f"--output_dir={out}", f"--data_path={ml100k_slice}", "--epochs=1", "--MAX_ITEM_LIST_LENGTH=10",
-            "--hidden_size=16", "--inner_size=32", "--train_batch_size=256", "--state=WARNING"]
+            f"--output_dir={out}", f"--store={store}", f"--data_path={ml100k_slice}", "--epochs=1",
+            "--MAX_ITEM_LIST_LENGTH=10", "--hidden_size=16", "--inner_size=32", "--train_batch_size=256",
+            "--state=WARNING"]
 
 
-def _records(out):
-    folder = os.path.join(out, "trials")
-    return {name: json.load(open(os.path.join(folder, name))) for name in sorted(os.listdir(folder))}
+def _trial_dir(store, search="search", dataset="mlslice", model="SASRec"):
+    return os.path.join(store, "runs", "tuning", search, dataset)
+
+
+def _records(store, **kw):
+    """{trial variant: run-store record} of the search's finished trials."""
+    folder = _trial_dir(store, **kw)
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name, "seed2020.json")
+        if os.path.isfile(path):
+            out[name.split("--", 1)[1]] = json.load(open(path))
+    return out
 
 
 def test_search_killed_after_its_first_trial_continues_without_rerunning_it(ml100k_slice, tmp_path, capsys):
     """A real 3-trial search (plus the default trial) through the command line, killed (SIGKILL) as soon as its
-    first trial is on disk, then run again: finished trials are read back, the rest run, table and yaml written."""
+    first trial is on disk, then run again: finished trials are read back, the rest run, table and yaml written.
+    Each trial is a record of the benchmark's run store (the same schema as ``bench run``'s)."""
     from recbole_famous.pipeline import build_config
 
     params_file = _write(tmp_path, SEARCH, "SASRec.hyper")
-    out = str(tmp_path / "search")
+    out, store = str(tmp_path / "search"), str(tmp_path / "store")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
-    args = _search_args(ml100k_slice, params_file, out)
+    args = _search_args(ml100k_slice, params_file, out, store)
     proc = subprocess.Popen([sys.executable, "run_recbole_famous.py", "tune", *args],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = os.path.join(out, "trials", "0001.json")
-    deadline = time.time() + 180
+    first = os.path.join(_trial_dir(store), "SASRec--trial0001", "seed2020.json")
+    deadline = time.time() + 240
     while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    trials = os.path.join(out, "trials")
-    before = {name: os.stat(os.path.join(trials, name)).st_mtime_ns for name in os.listdir(trials)}
-    assert "0001.json" in before and "default.json" in before and len(before) < 4
-    assert not any(".tmp" in name for name in before)  # records are written atomically
+    before = {name: os.stat(os.path.join(_trial_dir(store), f"SASRec--{name}", "seed2020.json")).st_mtime_ns
+              for name in _records(store)}
+    assert "trial0001" in before and "default" in before and len(before) < 4
 
     done = _cli(args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -202,90 +213,164 @@ def test_search_killed_after_its_first_trial_continues_without_rerunning_it(ml10
     for name in ("trial 2/3", "trial 3/3", "best: trial"):
         assert name in stdout
     for name, mtime in before.items():
-        assert os.stat(os.path.join(trials, name)).st_mtime_ns == mtime
+        assert os.stat(os.path.join(_trial_dir(store), f"SASRec--{name}", "seed2020.json")).st_mtime_ns == mtime
 
-    records = _records(out)
-    assert sorted(records) == ["0001.json", "0002.json", "0003.json", "default.json"]
-    for r in records.values():
-        assert r["status"] == "finished" and r["epochs_run"] == 1
-        assert 0 <= r["best_valid_result"]["ndcg@10"] <= 1 and "ndcg@10" in r["test_result"]
-        assert r["best_valid_score"] == r["best_valid_result"]["ndcg@10"]
-        assert r["params"]["n_layers"] in (1, 2) and isinstance(r["params"]["n_layers"], int)
-        assert 0.001 <= r["params"]["learning_rate"] <= 0.0203
-        assert os.path.isfile(os.path.join(out, "runs", r["trial"], "result.json"))
-    assert records["default.json"]["params"] == {"learning_rate": 0.001, "hidden_dropout_prob": 0.5, "n_layers": 2}
-    assert not os.path.exists(os.path.join(out, "checkpoints"))  # the trials' checkpoints are removed
+    records = _records(store)
+    assert sorted(records) == ["default", "trial0001", "trial0002", "trial0003"]
+    names = ("learning_rate", "hidden_dropout_prob", "n_layers")
+    params = {k: {n: r["spec"]["overrides"][n] for n in names} for k, r in records.items()}
+    for key, r in records.items():
+        assert r["status"] == "finished" and r["result"]["epochs_run"] == 1
+        assert r["spec"]["profile"] == "tuning/search" and r["spec"]["overrides"]["epochs"] == 1
+        assert 0 <= r["valid_metrics"]["ndcg@10"] <= 1 and "ndcg@10" in r["metrics"]
+        assert r["result"]["best_valid_score"] == r["valid_metrics"]["ndcg@10"]
+        assert params[key]["n_layers"] in (1, 2) and isinstance(params[key]["n_layers"], int)
+        assert 0.001 <= params[key]["learning_rate"] <= 0.0203
+        assert r["efficiency"]["train_seconds_per_epoch"] > 0  # the executor's columns, as for bench runs
+        log = os.path.join(store, "logs", "tuning", "search", "mlslice", f"SASRec--{key}", "seed2020.log")
+        assert os.path.isfile(log)
+        assert not os.path.exists(os.path.join(store, "saved", "tuning", "search", "mlslice", f"SASRec--{key}",
+                                               "seed2020"))  # a finished trial keeps no checkpoint
+    assert params["default"] == {"learning_rate": 0.001, "hidden_dropout_prob": 0.5, "n_layers": 2}
+    assert os.path.isfile(os.path.join(store, "runs", "tuning", "search", "search.json"))
 
     # the continued search drew what an uninterrupted one draws: hyperopt with the same seed, fed the same scores
-    params = tuning.parse_params_file(params_file)
+    space = tuning.parse_params_file(params_file)
     asked = []
 
     def replay(config_dict, _files):
-        asked.append({p.name: p.value(config_dict[p.name]) for p in params})
-        r = records[f"{len(asked):04d}.json"]
-        return {"model": "SASRec", "best_valid_score": r["best_valid_score"], "valid_score_bigger": True,
+        asked.append({p.name: p.value(config_dict[p.name]) for p in space})
+        r = records[f"trial{len(asked):04d}"]
+        return {"model": "SASRec", "best_valid_score": r["result"]["best_valid_score"], "valid_score_bigger": True,
                 "best_valid_result": {}, "test_result": {}}
 
-    tuner = tuning.Tuner(replay, params_dict=tuning.space_dict(params), algo="bayes", max_evals=3)
+    tuner = tuning.Tuner(replay, params_dict=tuning.space_dict(space), algo="bayes", max_evals=3)
     tuner.search(seed=2020)
-    assert asked == [records[f"{i:04d}.json"]["params"] for i in (1, 2, 3)]
+    assert asked == [params[f"trial{i:04d}"] for i in (1, 2, 3)]
 
     # the choice is the best validation score, whatever the test scores say
-    best = max(records.values(), key=lambda r: r["best_valid_score"])
+    best = max(records, key=lambda k: records[k]["result"]["best_valid_score"])
     table = open(os.path.join(out, "results.md")).read()
     assert "never used for the choice" in table and "test ndcg@10 (not used for the choice)" in table
-    assert f"| {best['trial']}* |" in table and table.count("* |") == 1
+    assert f"| {best.replace('trial', '')}* |" in table and table.count("* |") == 1
     csv_lines = open(os.path.join(out, "results.csv")).read().strip().splitlines()
     assert len(csv_lines) == 5 and csv_lines[0].startswith("trial,learning_rate,hidden_dropout_prob,n_layers,status")
     # the best setting goes back in through --config_files
     config = build_config("SASRec", "mlslice", [os.path.join(out, "best.yaml")], {"data_path": "."})
-    for key, value in best["params"].items():
+    for key, value in params[best].items():
         assert config[key] == value
     # another search in the same folder is refused in one line, nothing changed
     assert cli.main(["tune", *args, "--algo=random"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "holds another search" in err and "algo" in err
-    assert _records(out) == records
+    assert _records(store) == records
 
 
-class _FakeRunner:
-    """Stands in for recbole_famous.runner in one Search: a trial diverges when its learning_rate is 1.0."""
+def _fake_worker(calls):
+    """Stands in for the benchmark's worker process in one Search: a trial diverges (the worker's one ``error:``
+    line, exit 1) when its learning_rate is 1.0, else writes a finished record."""
 
-    def __init__(self, runner):
-        self.calls = []
-
-    def run(self, model, dataset, config_files, overrides, run_id=None):
-        from recbole_famous.errors import NonFiniteLoss
-
-        self.calls.append(dict(overrides))
+    def launch(job_path, out_path, log_path):
+        job = json.load(open(job_path))
+        overrides = job["spec"]["overrides"]
+        calls.append(dict(overrides))
         if overrides["learning_rate"] == 1.0:
-            raise NonFiniteLoss("loss part L_rec is nan at epoch 0")
+            with open(log_path, "a") as log:
+                log.write("error: NonFiniteLoss: loss part L_rec is nan at epoch 0\n")
+            return 1
         score = {0.001: 0.02, 0.01: 0.03}[overrides["learning_rate"]]
-        return RunResult(run_id, model, dataset, "finished", "", valid_metric="NDCG@10", best_valid_score=score,
-                         best_valid_result={"ndcg@10": score}, test_result={"ndcg@10": score / 2}, best_epoch=0,
-                         epochs_run=1)
+        result = RunResult("t", "SASRec", "ml-100k", "finished", "", valid_metric="NDCG@10", best_valid_score=score,
+                           best_valid_result={"ndcg@10": score}, test_result={"ndcg@10": score / 2}, best_epoch=0,
+                           epochs_run=1)
+        json.dump({**job, "status": "finished", "result": result.to_dict(), "metrics": result.test_result,
+                   "valid_metrics": result.best_valid_result, "efficiency": {}, "wall_seconds": 2.0},
+                  open(out_path, "w"))
+        return 0
+
+    return launch
 
 
 def test_diverged_trials_are_recorded_and_never_chosen(tmp_path, capsys):
-    from recbole_famous import runner
-
     path = _write(tmp_path, "learning_rate choice [1.0, 0.01]\n")
-    search = tuning.Search("SASRec", "ml-100k", path, algo="exhaustive", output_dir=str(tmp_path / "o"))
-    search.runner = fake = _FakeRunner(runner)
+    calls = []
+    search = tuning.Search("SASRec", "ml-100k", path, algo="exhaustive", output_dir=str(tmp_path / "o"),
+                           store=str(tmp_path / "store"), launcher=_fake_worker(calls))
     best = search.run()
     records = {r["trial"]: r for r in search.records()}
-    assert sorted(records) == ["0001", "0002", "default"] and len(fake.calls) == 3
+    assert sorted(records) == ["0001", "0002", "default"] and len(calls) == 3
     assert sorted(r["status"] for r in records.values()) == ["diverged", "finished", "finished"]
     assert best["params"] == {"learning_rate": 0.01} and best["best_valid_score"] == 0.03
     assert "diverged" in open(tmp_path / "o" / "results.md").read()
     assert open(tmp_path / "o" / "best.yaml").read().splitlines()[-1] == "learning_rate: 0.01"
+    diverged = next(t for t, r in records.items() if r["status"] == "diverged")
+    failed = json.load(open(tmp_path / "store" / "runs" / "tuning" / "o" / "ml-100k" / f"SASRec--trial{diverged}"
+                            / "seed2020.failed.json"))
+    assert failed["error_type"] == "NonFiniteLoss" and failed["exit_code"] == 1
+
+    # run again: every trial is read back, the diverged one included; nothing is run
+    again = tuning.Search("SASRec", "ml-100k", path, algo="exhaustive", output_dir=str(tmp_path / "o"),
+                          store=str(tmp_path / "store"), launcher=_fake_worker(calls))
+    assert again.run() == best and len(calls) == 3
 
     only_bad = _write(tmp_path, "learning_rate choice [1.0]\n", "bad.hyper")
     search = tuning.Search("SASRec", "ml-100k", only_bad, algo="exhaustive", output_dir=str(tmp_path / "b"),
-                           include_default=False)
-    search.runner = _FakeRunner(runner)
+                           include_default=False, store=str(tmp_path / "store"), launcher=_fake_worker(calls))
     with pytest.raises(UsageError, match="no trial finished"):
         search.run()
+
+
+def test_a_trial_that_crashes_stops_the_search_in_one_line_and_reruns_next_time(tmp_path):
+    path = _write(tmp_path, "learning_rate choice [0.01]\n")
+    calls, crash = [], [True]
+    worker = _fake_worker(calls)
+
+    def launch(job_path, out_path, log_path):
+        if crash[0]:
+            open(log_path, "a").write("Traceback (most recent call last):\nRuntimeError: boom\n")
+            return 1
+        return worker(job_path, out_path, log_path)
+
+    kw = dict(algo="exhaustive", output_dir=str(tmp_path / "o"), store=str(tmp_path / "store"), launcher=launch,
+              include_default=False)
+    with pytest.raises(UsageError, match=r"trial 0001 failed \(exit 1\): RuntimeError: boom; log: "):
+        tuning.Search("SASRec", "ml-100k", path, **kw).run()
+    crash[0] = False
+    assert tuning.Search("SASRec", "ml-100k", path, **kw).run()["params"] == {"learning_rate": 0.01}
+    assert len(calls) == 1
+
+
+def test_a_search_made_before_trials_were_run_store_records_is_read_back(tmp_path):
+    """Migration: a search folder of the older format (``search.json``, ``trials/<n>.json``) continues without
+    rerunning its trials, and its table is written from them."""
+    path = _write(tmp_path, "learning_rate choice [1.0, 0.01]\n")
+    out = tmp_path / "old"
+    (out / "trials").mkdir(parents=True)
+    manifest = {"model": "SASRec", "dataset": "ml-100k", "algo": "exhaustive", "seed": 2020,
+                "params": [["learning_rate", "choice", [1.0, 0.01]]], "config_files": [], "overrides": {},
+                "valid_metric": "NDCG@10", "include_default": True}
+    (out / "search.json").write_text(json.dumps(manifest))
+    old = {"default": ({"learning_rate": 0.001}, 0.02), "0001": ({"learning_rate": 0.01}, 0.04),
+           "0002": ({"learning_rate": 1.0}, None)}
+    for trial, (params, score) in old.items():
+        record = {"trial": trial, "params": params, "seconds": 3.0}
+        if score is None:
+            record.update(status="diverged", error="loss part L_rec is nan at epoch 0")
+        else:
+            record.update(status="finished", valid_metric="NDCG@10", best_valid_score=score,
+                          best_valid_result={"ndcg@10": score}, test_result={"ndcg@10": score / 2}, best_epoch=0,
+                          epochs_run=1)
+        (out / "trials" / f"{trial}.json").write_text(json.dumps(record))
+    calls = []
+    search = tuning.Search("SASRec", "ml-100k", path, algo="exhaustive", output_dir=str(out),
+                           store=str(tmp_path / "store"), launcher=_fake_worker(calls))
+    best = search.run()
+    assert calls == [] and best["trial"] == "0001" and best["best_valid_score"] == 0.04
+    table = (out / "results.md").read_text()
+    assert "| 0001* |" in table and "diverged" in table
+    # the old manifest still guards the folder
+    with pytest.raises(UsageError, match="holds another search"):
+        tuning.Search("SASRec", "ml-100k", path, algo="random", output_dir=str(out), store=str(tmp_path / "store"),
+                      launcher=_fake_worker(calls)).run()
 
 
 def test_shipped_params_files_parse_and_name_config_keys_of_their_model():
@@ -310,3 +395,23 @@ def test_shipped_params_files_parse_and_name_config_keys_of_their_model():
             else:
                 low, high = (math.exp(p.args[0]), math.exp(p.args[1])) if p.kind == "loguniform" else p.args[:2]
                 assert low <= default <= high, (path, p.name, default)
+
+
+def test_the_committed_search_of_the_older_format_gives_its_committed_table(tmp_path):
+    """Migration on real records: ``docs/results/tuning/FamouSRec-Instruments-loss-weights`` (``trials/<n>.json``,
+    made before trials were run-store records) is read back and tabled byte for byte as committed."""
+    import shutil
+
+    committed = os.path.join(REPO, "docs", "results", "tuning", "FamouSRec-Instruments-loss-weights")
+    out = tmp_path / "FamouSRec-Instruments-loss-weights"
+    shutil.copytree(committed, out)
+    manifest = json.load(open(out / "search.json"))
+    search = tuning.Search("FamouSRec", "Instruments", os.path.join(REPO, "hyper", "FamouSRec-loss-weights.hyper"),
+                           overrides=manifest["overrides"], output_dir=str(out), store=str(tmp_path / "store"))
+    for name in ("results.md", "results.csv"):
+        (out / name).unlink()
+    best = search.write_outputs()
+    assert best["trial"] == "default" and len(search.records()) == 5
+    for name in ("results.md", "results.csv"):
+        assert (out / name).read_text() == open(os.path.join(committed, name)).read()
+    assert (out / "best.yaml").read_text().splitlines()[1:] == open(os.path.join(committed, "best.yaml")).read().splitlines()[1:]

@@ -147,6 +147,7 @@ def spec_dict(spec) -> dict:
 
 _EVALUATED = re.compile(r"epoch (\d+) evaluating \[time: ([\d.]+)s, valid_score: ([\d.]+)\]")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^error: ([A-Za-z_][A-Za-z0-9_]*): (.*)$")
 
 
 def epoch_lines(text: str) -> list:
@@ -240,9 +241,24 @@ def run_one(spec, out_dir: str | None = None, retry_failed: bool = False, echo=p
         tail = f.read().splitlines()[-25:]
     with open(failed, "w", encoding="utf-8") as f:
         json.dump({"spec": spec_dict(spec), "status": "failed", "exit_code": code, "log": log_path,
-                   "seconds": time.time() - start, "log_tail": tail}, f, indent=2)
+                   "seconds": time.time() - start, "log_tail": tail, **failure(tail)}, f, indent=2)
     echo(f"  FAILED (exit {code}); last line: {tail[-1] if tail else ''}; log: {log_path}")
     return None
+
+
+def failure(log_tail) -> dict:
+    """``{"error_type", "error"}`` of a run whose worker stopped on a known error (its last ``error: <type>: <message>``
+    line, ``worker.ERROR_PREFIX``), e.g. ``NonFiniteLoss``; ``{}`` for a crash, a kill or an older log."""
+    for line in reversed(log_tail):
+        m = _ERROR_LINE.match(line)
+        if m:
+            return {"error_type": m.group(1), "error": m.group(2)}
+    return {}
+
+
+def load_failure(out_dir: str, spec) -> dict | None:
+    """The ``.failed.json`` of ``spec`` in the store, or None."""
+    return load_record(_sibling(record_path(out_dir, spec), ".failed.json"))
 
 
 def run_all(specs, out_dir: str | None = None, retry_failed: bool = False, echo=print, launcher=None,

@@ -24,6 +24,8 @@ import time
 
 from recbole_famous.files import write_json
 
+ERROR_PREFIX = "error: "  # the last line of a run that stopped on a known error: "error: <type>: <message>"
+
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
@@ -178,13 +180,16 @@ def main(argv=None) -> int:
         return 2
     with open(argv[0], encoding="utf-8") as f:
         job = json.load(f)
-    from recbole_famous.errors import UsageError
+    from recbole_famous.errors import exit_code
 
     try:
         record = execute(job)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - a known error is one line; a bug keeps its traceback
+        code = exit_code(exc)
+        if code is None:
+            raise
+        print(f"{ERROR_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)  # read by runs.failure
+        return code
     write_json(argv[1], record)
     print(f"finished: {argv[1]}", flush=True)
     return 0

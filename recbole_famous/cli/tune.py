@@ -11,11 +11,15 @@ The params file is RecBole's ``run_hyper.py`` format, one parameter a line (``#`
     n_layers quniform 1,3,1              # integer bounds and step give integer values
     spe_mode choice ['exact','sampled']  # a Python literal list
 
-Output in ``--output_dir`` (default ``<results_dir>/tuning/<model>-<dataset>-<params file name>``):
-``trials/<n>.json`` (one finished trial each, written atomically), ``results.md`` / ``results.csv`` (every trial,
-rewritten after each), ``best.yaml`` (the best setting, for ``--config_files``), ``runs/<trial>/`` (each trial's
-run log and result.json), ``search.json`` (what the search is). Running the same command again continues the
-search: hyperopt is replayed with the same seed, and each trial already on disk is read back, not rerun.
+Output in ``--output_dir`` (default ``<results_dir>/tuning/<model>-<dataset>-<params file name>``, whose name is
+the search's): ``results.md`` / ``results.csv`` (every trial, rewritten after each) and ``best.yaml`` (the best
+setting, for ``--config_files``). Each trial is a run of the benchmark's run store (``--store``, default
+``$RECBOLE_FAMOUS_BENCH_DIR``, else ``results/bench``), in its own process, as ``bench run`` runs them: its record
+``runs/tuning/<search>/<dataset>/<model>--trial<n>/seed<N>.json`` (``<model>--default``: the config's own
+values), its log under ``logs/``, ``search.json`` (what the search is) beside its trials. Running the same command again
+continues the search: hyperopt is replayed with the same seed, each trial already in the store is read back, not
+rerun, and a trial killed half-way resumes from its last validated epoch. The trials of a search made before
+(``<output_dir>/trials/<n>.json``) are read back too.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--algo", default="bayes", help="bayes (TPE), random or exhaustive (choice lines only)")
     parser.add_argument("--max_evals", type=int, default=None, help="trials sampled by hyperopt (default 10)")
     parser.add_argument("--config_files", default="", help='space-separated yaml files, e.g. "a.yaml b.yaml"')
-    parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--output_dir", default=None, help="the table and best.yaml; its name is the search's")
+    parser.add_argument("--store", default=None, help="the run store of the trials (default: $RECBOLE_FAMOUS_BENCH_DIR,"
+                        " else results/bench)")
     parser.add_argument("--tune_seed", type=int, default=None, help="hyperopt's seed (default: the config's seed)")
     parser.add_argument("--no_default", action="store_true", help="do not run the config's own values first")
 
@@ -46,6 +52,6 @@ def run(args, overrides) -> int:
 
     search = Search(args.model, args.dataset, args.params_file, args.config_files.split(), overrides,
                     algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir,
-                    include_default=not args.no_default, seed=args.tune_seed)
+                    include_default=not args.no_default, seed=args.tune_seed, store=args.store)
     search.run()
     return 0
