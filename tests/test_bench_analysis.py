@@ -224,3 +224,33 @@ def test_target_rank_masks_as_recbole_and_keeps_a_probed_targets_score():
     assert target_rank(scores, target, masked_items=torch.tensor([[2, 3], [1, 4]])).tolist() == [1, 2]
     assert scores[0, 0] == 9.0  # not modified
     assert torch.allclose(ndcg_at(torch.tensor([0, 9, 10])), torch.tensor([1.0, 1 / math.log2(11), 0.0]))
+
+
+def test_table5_is_reported_seed_by_seed_with_the_routers_shares(tmp_path):
+    """Table 5 from two full-model records and their cached forced-expert results: the means, then each seed's
+    values, the share of users the router sends to each expert, and learned routing against each fixed expert."""
+    profile = _profile(tmp_path)
+    out = str(tmp_path / "out")
+    cached = {1: {"learned": 0.08, "0:attention": 0.07, "1:gru": 0.081},
+              2: {"learned": 0.09, "0:attention": 0.085, "1:gru": 0.06}}
+    for spec in ablations.specs(profile, "Toy", [1, 2], ("table3",)):
+        if spec.variant:
+            continue
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"spec": runs.spec_dict(spec), "status": "finished", "metrics": {"ndcg@10": 0.1},
+                       "expert_share": [{"0:attention": 0.5, "1:gru": 0.5}, {"0:attention": 0.25, "1:gru": 0.75}]}, f)
+        cache = os.path.join(out, "ablations", spec.profile, "Toy", f"table5-seed{spec.seed}.json")
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "w") as f:
+            json.dump({c: {"ndcg@10": v, "hit@10": 2 * v, "ndcg@5": v, "hit@5": v}
+                       for c, v in cached[spec.seed].items()}, f)
+    md, _ = ablations.report(profile, "Toy", [1, 2], out, str(tmp_path / "docs"), ("table3", "table5"),
+                             echo=lambda *_: None)
+    text = open(md).read()
+    assert "| learned routing | 2 | 0.1700 ± 0.0141 | 0.0850 ± 0.0071 |" in text
+    assert "| learned routing | 0.0800 | 0.0900 |  |" in text
+    assert "| all users -> expert 1:gru | 0.0810 | 0.0600 | 75% / 75% |" in text  # the last layer's share
+    assert "above the fixed expert in 3 of 4 (seed, expert) pairs" in text
+    assert "-1.2% (seed 1, 1:gru), +5.9% (seed 2, 0:attention)" in text
