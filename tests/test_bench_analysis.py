@@ -254,3 +254,42 @@ def test_table5_is_reported_seed_by_seed_with_the_routers_shares(tmp_path):
     assert "| all users -> expert 1:gru | 0.0810 | 0.0600 | 75% / 75% |" in text  # the last layer's share
     assert "above the fixed expert in 3 of 4 (seed, expert) pairs" in text
     assert "-1.2% (seed 1, 1:gru), +5.9% (seed 2, 0:attention)" in text
+
+
+def test_ablation_variants_are_paired_with_the_full_model_over_test_users(tmp_path):
+    """Each variant against the full model of the same seed, over the test users (per-user values cached beside the
+    records, as ``bench compare`` keeps them): means, wins and losses, Wilcoxon and t p-values; a seed without
+    per-user values is left out, not guessed."""
+    import numpy as np
+
+    from recbole_famous.bench import peruser
+
+    profile = _profile(tmp_path)
+    out = str(tmp_path / "out")
+    users = np.arange(1, 201)
+    rng = np.random.default_rng(0)
+    full_vals = rng.random(200) * 0.2
+    per_run = {("", 1): full_vals, ("wo_router", 1): np.where(users <= 150, full_vals * 0.5, full_vals),
+               ("", 2): full_vals}  # wo_router seed 2 has no per-user values here
+    for spec in ablations.specs(profile, "Toy", [1, 2], ("table3",)):
+        if spec.variant not in ("", "wo_router"):
+            continue
+        vals = per_run.get((spec.variant, spec.seed), full_vals)
+        path = runs.record_path(out, spec)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        record = {"spec": runs.spec_dict(spec), "status": "finished",
+                  "result": {"run_id": f"{spec.variant}-{spec.seed}", "checkpoint": "gone.pth"},
+                  "metrics": {"ndcg@10": float(vals.mean()), "hit@10": 0.2, "ndcg@5": 0.05, "hit@5": 0.1}}
+        with open(path, "w") as f:
+            json.dump(record, f)
+        if (spec.variant, spec.seed) in per_run:
+            peruser.save(peruser.cache_path(path), record, {"user_id": users, "ndcg@10": vals})
+    md, _ = ablations.report(profile, "Toy", [1, 2], out, str(tmp_path / "docs"), ("table3",), echo=lambda *_: None)
+    text = open(md).read()
+    assert "Paired over the test users, each variant against the full model of the same seed" in text
+    row = next(line for line in text.splitlines() if line.startswith("| w/o router | 1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "200" and cells[3] == f"{full_vals.mean():.4f}" and cells[6] == "0 / 150"
+    assert float(cells[7]) < 1e-10 and float(cells[8]) < 1e-10
+    paired = text.split("Paired over the test users")[1]
+    assert "| w/o router | 2 |" not in paired  # no per-user values of that run: not paired

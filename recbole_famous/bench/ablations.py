@@ -111,6 +111,41 @@ def _fmt(mean, std) -> str:
     return table.mean_std_text(mean, std)
 
 
+def paired_lines(name: str, display: str, full: list, recs: list, out_dir: str, echo=print) -> list:
+    """Markdown rows: variant ``name``'s runs against the full model's of the same seed, paired over the test users
+    (per-user test NDCG@10, ``compare.paired_test``), for each seed both finished whose per-user values are at hand
+    (cached beside the record, or its checkpoint on this machine)."""
+    from recbole_famous.bench import compare, peruser
+
+    by_seed = {r["spec"]["seed"]: r for r in full}
+    rows = []
+    for rec in recs:
+        seed = rec["spec"]["seed"]
+        if seed not in by_seed:
+            continue
+        pair = []
+        for r in (rec, by_seed[seed]):
+            path = peruser.cache_path(runs.record_path(out_dir, make_spec_of(r)))
+            pair.append((r, path) if peruser.obtainable(r, path) else None)
+        if None in pair:
+            continue
+        a, b = (peruser.for_record(r, path, echo=echo) for r, path in pair)
+        t = compare.paired_test(a, b)
+        rows.append(f"| {display} | {seed} | {t['users']:,} | {t['mean_base']:.4f} | {t['mean_ours']:.4f} | "
+                    f"{t['mean_diff']:+.4f} | {t['ours_better']:,} / {t['ours_worse']:,} | "
+                    f"{compare.format_p(t['wilcoxon_p'])} | {compare.format_p(t['t_p'])} |")
+    return rows
+
+
+def make_spec_of(record: dict):
+    """The ``RunSpec`` of a run record (its key finds the record and its per-user cache in the store)."""
+    from recbole_famous.bench.plan import RunSpec
+
+    s = record["spec"]
+    return RunSpec(s["model"], s["dataset"], int(s["seed"]), s["profile"], s.get("variant", ""),
+                   json.dumps(s.get("overrides", {}), sort_keys=True))
+
+
 def table5_per_seed(records, per_seed, key: str = "ndcg@10") -> list:
     """Table 5 seed by seed (Markdown lines): each inference's test ``key`` per full-model run, the share of test
     users the router sends to each expert in that run (its last layer, ``expert_share``), and how often learned
@@ -167,6 +202,15 @@ def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROU
             rows.append({"group": group, "variant": name or "full", "display": display, "n": len(recs),
                          **{f"{k}_mean": st[k][0] for k in st}, **{f"{k}_std": st[k][1] for k in st}})
         lines.append("")
+        paired = []
+        for name in names:
+            if name:
+                paired += paired_lines(name, found[name][1], full, found[name][2], out_dir, echo)
+        if paired:
+            lines += [f"Paired over the test users, each variant against the full model of the same seed (per-user "
+                      "test NDCG@10; two-sided Wilcoxon signed-rank and paired t test):", "",
+                      "| variant | seed | users | full model | variant | mean diff | variant better / worse | "
+                      "Wilcoxon p | paired t p |", "|---|---:|---:|---:|---:|---:|---|---:|---:|"] + paired + [""]
         if group == "figure4":
             vals = {found[n][1]: _stats(found[n][2], "ndcg@10") for n in names if found[n][2]}
             if vals:
