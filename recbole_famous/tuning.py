@@ -6,8 +6,9 @@ The command line, the params file's format and the output folder: ``recbole_famo
 Each trial is one run of the plugin's own pipeline (``recbole_famous.runner.run``) with the trial's values on top
 of the run's config (``--config_files``, ``--key=value``; the budget, ``epochs`` / ``stopping_step``, comes from
 there), made as the benchmark makes its runs: a record of the one run store, run by its executor (``bench/runs.py``,
-``bench/worker.py``), so a search's trials and a benchmark's runs have one schema and one place; the best epoch and the trial are chosen on the validation split (``valid_metric``), the test split is
-evaluated and reported, never used for the choice. With ``--no_default`` absent, the config's own values of the
+``bench/worker.py``), so a search's trials and a benchmark's runs have one schema and one place. The best epoch and
+the trial are chosen on the validation split (``valid_metric``); the test split is evaluated and reported, never
+used for the choice. With ``--no_default`` absent, the config's own values of the
 searched parameters run first as the ``default`` trial (outside hyperopt's sampling), so that the table compares
 the tuned setting with the default at the same budget."""
 
