@@ -346,12 +346,11 @@ class Search:
         pattern = os.path.join(self.store, "runs", self.profile, self.dataset, f"{self.model}--*",
                                f"seed{self.run_seed}.*json")
         for path in sorted(glob.glob(pattern)):
-            if path.endswith((".json",)) and not path.endswith(".job.json"):
-                record = self.runs.load_record(path)
-                if record is None or (path.endswith(".failed.json") and record.get("error_type") != "NonFiniteLoss"):
-                    continue
-                row = trial_row(record, names)
-                rows.setdefault(row["trial"], row)
+            record = None if path.endswith(".job.json") else self.runs.load_record(path)
+            if record is None or (path.endswith(".failed.json") and record.get("error_type") != "NonFiniteLoss"):
+                continue
+            row = trial_row(record, names)
+            rows.setdefault(row["trial"], row)
         return sorted(rows.values(), key=lambda r: (r["trial"] != "default", str(r["trial"])))
 
     # --- trials ------------------------------------------------------------------------------------------------

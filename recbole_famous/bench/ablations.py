@@ -111,23 +111,22 @@ def _fmt(mean, std) -> str:
     return table.mean_std_text(mean, std)
 
 
-def paired_lines(name: str, display: str, full: list, recs: list, out_dir: str, echo=print) -> list:
+def paired_lines(name: str, display: str, recs: list, where: dict, echo=print) -> list:
     """Markdown rows: variant ``name``'s runs against the full model's of the same seed, paired over the test users
     (per-user test NDCG@10, ``compare.paired_test``), for each seed both finished whose per-user values are at hand
-    (cached beside the record, or its checkpoint on this machine)."""
+    (cached beside the record, or its checkpoint on this machine). ``where``: ``(variant, seed)`` -> record path
+    (the full model's variant is ``""``)."""
     from recbole_famous.bench import compare, peruser
 
-    by_seed = {r["spec"]["seed"]: r for r in full}
+    full = {seed: path for (variant, seed), path in where.items() if variant == ""}
     rows = []
     for rec in recs:
         seed = rec["spec"]["seed"]
-        if seed not in by_seed:
+        if seed not in full:
             continue
-        pair = []
-        for r in (rec, by_seed[seed]):
-            path = peruser.cache_path(runs.record_path(out_dir, make_spec_of(r)))
-            pair.append((r, path) if peruser.obtainable(r, path) else None)
-        if None in pair:
+        pair = [(rec, peruser.cache_path(where[(name, seed)])), (runs.load_record(full[seed]),
+                                                                 peruser.cache_path(full[seed]))]
+        if not all(peruser.obtainable(r, path) for r, path in pair):
             continue
         a, b = (peruser.for_record(r, path, echo=echo) for r, path in pair)
         t = compare.paired_test(a, b)
@@ -135,15 +134,6 @@ def paired_lines(name: str, display: str, full: list, recs: list, out_dir: str, 
                     f"{t['mean_diff']:+.4f} | {t['ours_better']:,} / {t['ours_worse']:,} | "
                     f"{compare.format_p(t['wilcoxon_p'])} | {compare.format_p(t['t_p'])} |")
     return rows
-
-
-def make_spec_of(record: dict):
-    """The ``RunSpec`` of a run record (its key finds the record and its per-user cache in the store)."""
-    from recbole_famous.bench.plan import RunSpec
-
-    s = record["spec"]
-    return RunSpec(s["model"], s["dataset"], int(s["seed"]), s["profile"], s.get("variant", ""),
-                   json.dumps(s.get("overrides", {}), sort_keys=True))
 
 
 def table5_per_seed(records, per_seed, key: str = "ndcg@10") -> list:
@@ -178,11 +168,16 @@ def table5_per_seed(records, per_seed, key: str = "ndcg@10") -> list:
 
 def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROUPS, echo=print) -> list:
     """Write ``ablations.md`` / ``ablations.csv`` and the Figure-4 and Table-5 plots from finished runs."""
-    found = {}
+    found, where = {}, {}  # where: (variant, seed) -> the finished record's path in the store
     for name, (group, display, _) in variants(profile, groups).items():
-        recs = [runs.load_record(runs.record_path(out_dir, s)) for s in specs(profile, dataset, seeds, groups)
-                if s.variant == name]
-        found[name] = (group, display, [r for r in recs if r])
+        recs = []
+        for spec in specs(profile, dataset, seeds, groups):
+            path = runs.record_path(out_dir, spec) if spec.variant == name else None
+            record = runs.load_record(path) if path else None
+            if record:
+                recs.append(record)
+                where[(name, spec.seed)] = path
+        found[name] = (group, display, recs)
     full = found.get("", (None, None, []))[2]
     lines = [f"## Ablations of FamouSRec on {dataset}", "",
              f"Budget profile **`{profile.name}`**: {profile.description}. Test metrics, full ranking; mean ± "
@@ -205,7 +200,7 @@ def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROU
         paired = []
         for name in names:
             if name:
-                paired += paired_lines(name, found[name][1], full, found[name][2], out_dir, echo)
+                paired += paired_lines(name, found[name][1], found[name][2], where, echo)
         if paired:
             lines += [f"Paired over the test users, each variant against the full model of the same seed (per-user "
                       "test NDCG@10; two-sided Wilcoxon signed-rank and paired t test):", "",
