@@ -10,6 +10,7 @@ hint). Above the runner: nothing below imports it.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -27,15 +28,39 @@ def free_port(ip: str = "localhost") -> int:
         return s.getsockname()[1]
 
 
+def leave_group(finished: bool) -> None:
+    """End this process's part in the process group, in an order that cannot abort the process at exit.
+
+    A finished run leaves its DistributedDataParallel wrapper in a reference cycle; the wrapper's reducer holds
+    the gloo process group and its last pending work. Freed only at interpreter shutdown, those C++ objects
+    tear down their threads while Python is half gone, and the process dies of SIGABRT ("terminate called
+    without an active exception") after a run that succeeded. So: collect the cycle now, wait for every rank
+    (``finished``; skipped after an error, where a rank may be gone), then destroy the group.
+    """
+    gc.collect()
+    if not torch.distributed.is_initialized():
+        return
+    if finished:
+        try:
+            torch.distributed.barrier()
+        except RuntimeError:  # a rank that failed has left already: nothing to wait for
+            pass
+    torch.distributed.destroy_process_group()
+    gc.collect()
+
+
 def _worker(local_rank, jobs, saved, threads, queue):
     if threads:
         torch.set_num_threads(threads)
+    finished = False
     try:
         for index, (model, dataset, config_files, overrides, resume, run_id) in enumerate(jobs):
             result = runner.run(model, dataset, config_files, {**overrides, "local_rank": local_rank}, saved=saved,
                                 resume=resume, run_id=run_id)
+            gc.collect()  # this run's DDP wrapper (see leave_group) before the next run makes its own
             if local_rank == 0 and not overrides.get("offset"):
                 queue.put(("result", index, result))
+        finished = True
     except UsageError as exc:
         queue.put(("usage", str(exc)))
     except NonFiniteLoss as exc:
@@ -46,8 +71,7 @@ def _worker(local_rank, jobs, saved, threads, queue):
     except KeyboardInterrupt:
         queue.put(("interrupted", local_rank, signal.SIGINT, None, None, None))
     finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        leave_group(finished)
 
 
 def run(model=None, dataset=None, config_files=None, overrides=None, *, nproc=2, world_size=-1, ip="localhost",

@@ -12,6 +12,7 @@ to 0.12 on this 42-user slice, where one user is 0.024):
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -69,6 +70,32 @@ def test_two_cpu_processes_match_one(ml100k_slice, tmp_path):
         for parts in famous2["train_loss"].values():
             assert len(parts) == 4 and all(torch.isfinite(torch.tensor(p)) for p in parts)
         assert full[1] <= 0.1
+
+
+def _run_then_leave(local_rank, overrides, queue):
+    """Worker of the next test: one run of a 2-process group, then ``launch.leave_group``; reports what is left."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    run("SASRec", "mlslice", [], {**overrides, "local_rank": local_rank}, saved=False)
+    launch.leave_group(finished=True)
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    queue.put((local_rank, alive, torch.distributed.is_initialized()))
+
+
+@pytest.mark.slow
+def test_leaving_the_group_frees_the_runs_ddp_wrapper(ml100k_slice, tmp_path):
+    """A run leaves its DDP wrapper (which holds the gloo group and its last work) in a reference cycle; if it is
+    freed only at interpreter exit, the process can die of SIGABRT after a successful run (seen once in CI:
+    "terminate called without an active exception"). leave_group frees it while Python is whole."""
+    import torch.multiprocessing as mp
+
+    overrides = {**quick(ml100k_slice, tmp_path), **NO_DROPOUT, "epochs": 1, "nproc": 2, "world_size": 2,
+                 "ip": "localhost", "port": launch.free_port(), "offset": 0}
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.start_processes(_run_then_leave, args=(overrides, queue), nprocs=2, start_method="spawn")
+    reports = sorted(queue.get() for _ in range(2))
+    assert reports == [(0, 0, False), (1, 0, False)]
 
 
 def test_cpu_process_group_set_up_by_the_config_hook(ml100k_slice, tmp_path, monkeypatch):
