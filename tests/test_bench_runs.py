@@ -111,6 +111,34 @@ def test_a_profiles_variants_plan_the_same_runs_under_their_keys_stored_apart(tm
         runs.record_path(out, s) for s in grouped)
 
 
+def test_a_run_finished_under_a_variant_with_the_same_settings_is_adopted_not_retrained(tmp_path):
+    """converged adopted its `grouped` check: SASRec--grouped's finished runs are SASRec's (same settings)."""
+    profile = _profile(tmp_path, model_config={"SASRec": {"length_batches": True}},
+                       variants={"grouped": {"length_batches": True}, "other": {"hidden_size": 8}})
+    out, calls, lines = str(tmp_path / "out"), [], []
+    grouped = plan.plan(profile, models=["SASRec"], variants=["grouped"])
+    runs.run_all(grouped[:2], out, launcher=_writer(calls), echo=lambda m: None)  # seeds 1, 2 finished as the check
+    twin = runs.record_path(out, grouped[0])
+    with open(twin[: -len(".json")] + ".peruser.npz", "wb") as f:
+        f.write(b"per-user values")
+    assert calls == ["SASRec1", "SASRec2"]
+    plain = plan.plan(profile, models=["SASRec"])
+    counts = runs.run_all(plain, out, launcher=_writer(calls), echo=lines.append)
+    assert calls == ["SASRec1", "SASRec2", "SASRec3"]  # only seed 3, which the check never ran, trains
+    assert counts["ran"] == 3 and [runs.state(out, s) for s in plain] == ["finished"] * 3
+    adopted = runs.load_record(runs.record_path(out, plain[0]))
+    assert adopted["spec"] == runs.spec_dict(plain[0]) and adopted["spec"]["variant"] == ""
+    assert adopted["same_run_as"] == grouped[0].key and adopted["metrics"] == runs.load_record(twin)["metrics"]
+    with open(runs.record_path(out, plain[0])[: -len(".json")] + ".peruser.npz", "rb") as f:
+        assert f.read() == b"per-user values"
+    assert sum("not trained: the store has this run" in line for line in lines) == 2
+    # a variant with other settings is another run: trained, never adopted
+    other = plan.plan(profile, models=["SASRec"], variants=["other"])
+    assert runs.twin_path(out, other[0]) is None
+    runs.run_all(other[:1], out, launcher=_writer(calls), echo=lambda m: None)
+    assert calls[-1] == "SASRec1" and "same_run_as" not in runs.load_record(runs.record_path(out, other[0]))
+
+
 def test_resume_never_reruns_a_finished_run(tmp_path):
     profile = _profile(tmp_path)
     specs = plan.plan(profile)

@@ -17,6 +17,9 @@ outlives a checkout laid anew: its runs resume from it, and its finished runs ar
 
 While a run trains, the benchmark prints a line per validated epoch (read from its log).
 
+A run that the store already holds under another name, with the same settings (a profile adopted what one of
+its variants checked), is not trained again: its record is copied as this run's, with ``same_run_as`` (``adopt``).
+
 A run killed half-way leaves no record, so resuming runs it again: from the last validated epoch when the
 runner left a ``.resume.pth`` in the run's checkpoint folder (``worker.resume_point``), else from its start.
 """
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import json
+import shutil
 import os
 import re
 import subprocess
@@ -68,8 +73,6 @@ def finished_paths(out_dir: str, profile: str, datasets=None, variants=None) -> 
     """The record of every finished run of ``profile`` in the store (``datasets`` only, when given): what a
     profile's Table 2 covers, whichever command ran it. Runs of named variants (``<model>--<variant>``: ablations,
     a profile's ``variants``) are left out, unless ``variants`` names them: then only theirs."""
-    import glob
-
     paths = []
     for path in sorted(glob.glob(os.path.join(out_dir, "runs", profile, "*", "*", "seed*.json"))):
         dataset, model = path.split(os.sep)[-3:-1]
@@ -137,6 +140,47 @@ def state(out_dir: str, spec) -> str:
     if os.path.isfile(_sibling(path, ".failed.json")):
         return "failed"
     return "pending"
+
+
+SIBLINGS = (".peruser.npz", ".routing.json")  # what a finished run keeps beside its record
+
+
+def twin_path(out_dir: str, spec) -> str | None:
+    """A finished record of the same run stored under another name: the model's own folder or one of its named
+    variants (``<model>--<variant>``), same profile, dataset and seed, and the same settings (``overrides``).
+    It happens when a profile adopts what a variant checked (converged: ``grouped`` batches became every baseline's
+    setting, so SASRec--grouped's runs are SASRec's). None when there is none."""
+    own = record_path(out_dir, spec)
+    folder, name = os.path.dirname(os.path.dirname(own)), os.path.basename(own)
+    candidates = [os.path.join(folder, spec.model, name)] + sorted(glob.glob(os.path.join(folder, f"{spec.model}--*", name)))
+    for path in candidates:
+        record = load_record(path) if path != own else None
+        if record and record.get("spec", {}).get("overrides") == spec.overrides_dict() \
+                and record.get("spec", {}).get("model") == spec.model:
+            return path
+    return None
+
+
+def adopt(out_dir: str, spec, twin: str) -> dict:
+    """Make ``twin`` (``twin_path``) this run's record, without training: the record with this run's spec and
+    ``same_run_as`` (the twin's store key), and its per-user values and routing beside it. The run id and
+    checkpoint stay the twin's (the per-user cache is keyed by them)."""
+    record = load_record(twin)
+    record["spec"] = spec_dict(spec)
+    record["same_run_as"] = os.path.relpath(twin, os.path.join(out_dir, "runs"))
+    path = record_path(out_dir, spec)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for suffix in SIBLINGS:
+        if os.path.isfile(_sibling(twin, suffix)):
+            shutil.copyfile(_sibling(twin, suffix), _sibling(path, suffix))
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, path)  # last: its presence means "finished"
+    for stale in (".failed.json", ".job.json"):
+        if os.path.isfile(_sibling(path, stale)):
+            os.remove(_sibling(path, stale))
+    return record
 
 
 def spec_dict(spec) -> dict:
@@ -212,6 +256,11 @@ def run_one(spec, out_dir: str | None = None, retry_failed: bool = False, echo=p
     if now == "running" or (now == "failed" and not retry_failed):
         echo(f"  skipped ({now}; {'another process runs it' if now == 'running' else 'use --retry-failed'})")
         return None
+    twin = twin_path(out_dir, spec)
+    if twin is not None:
+        echo(f"  not trained: the store has this run, same settings, as {os.path.relpath(twin, out_dir)}; "
+             "its record is this run's")
+        return adopt(out_dir, spec, twin)
     rel = os.path.splitext(spec.key)[0]
     paths = {
         "results_dir": os.path.abspath(os.path.join(out_dir, "runner")),
