@@ -306,7 +306,9 @@ def _runs_lines(ds, models, cur) -> list:
             if r is not None:
                 res, spe = r["result"], r.get("efficiency", {}).get("train_seconds_per_epoch")
                 machines.append(_machine(r))
-                lines.append(f"| {m} | {seed} | finished | {res.get('epochs_run')} | {res.get('best_epoch')} | "
+                same = r.get("same_run_as")  # adopted, not trained again (runs.adopt)
+                done = f"finished (the run {os.path.splitext(same)[0]}, same settings)" if same else "finished"
+                lines.append(f"| {m} | {seed} | {done} | {res.get('epochs_run')} | {res.get('best_epoch')} | "
                              f"{r.get('valid_metrics', {}).get(SELECT, math.nan):.4f} | "
                              f"{'–' if spe is None else f'{spe:.1f}'} | {_hours(r.get('wall_seconds'))} |")
                 continue
