@@ -30,9 +30,9 @@ import dataclasses
 import functools
 import glob
 import json
-import shutil
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -152,7 +152,8 @@ def twin_path(out_dir: str, spec) -> str | None:
     setting, so SASRec--grouped's runs are SASRec's). None when there is none."""
     own = record_path(out_dir, spec)
     folder, name = os.path.dirname(os.path.dirname(own)), os.path.basename(own)
-    candidates = [os.path.join(folder, spec.model, name)] + sorted(glob.glob(os.path.join(folder, f"{spec.model}--*", name)))
+    variants = sorted(glob.glob(os.path.join(folder, f"{spec.model}--*", name)))
+    candidates = [os.path.join(folder, spec.model, name)] + variants
     for path in candidates:
         record = load_record(path) if path != own else None
         if record and record.get("spec", {}).get("overrides") == spec.overrides_dict() \
