@@ -247,6 +247,8 @@ def test_p_cell_says_what_is_missing():
     models = {"SASRec": [entry("SASRec", 2, True, 0.2)], "EMKD": [entry("EMKD", 1, True, 0.3)],
               "FamouSRec": [entry("FamouSRec", 1, True), entry("FamouSRec", 2, False)]}
     assert compare.best_baseline(models, "FamouSRec") == ("EMKD", 0.3)  # by validation NDCG@10
+    ablation = dict(models, **{"FamouSRec[wo_router]": [entry("FamouSRec", 1, True, 0.4)]})
+    assert compare.best_baseline(ablation, "FamouSRec") == ("EMKD", 0.3)  # an ablation of ours is no baseline
     note = compare.significance(models, "FamouSRec", "SASRec", "out")["note"]
     assert note == "no seed finished by both FamouSRec (seeds [1]) and SASRec (seeds [2])"
     models["FamouSRec"] = [entry("FamouSRec", 1, False)]

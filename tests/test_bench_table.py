@@ -171,6 +171,14 @@ def test_best_learned_and_best_rule_are_chosen_on_validation():
     assert table.is_reference("ItemCoOccurrence") and table.is_reference("Pop[x]") and not table.is_reference("SASRec")
 
 
+def test_a_variant_of_ours_is_never_the_best_baseline():
+    """A table of ablations (FamouSRec[wo_router], ...) names no baseline; a variant of a baseline stays one."""
+    records = [_rec("FamouSRec", 1, 0.07, variant="wo_router", valid=0.09), _rec("SASRec", 1, 0.06, variant="grouped")]
+    assert table.chosen_on_validation(table.group(records)["Instruments"], "FamouSRec", False) == "SASRec[grouped]"
+    rows = table.quality_rows(records[:1])
+    assert {r["best_baseline"] for r in rows} == {""}
+
+
 def test_a_resumed_run_without_process_sums_is_marked():
     old = _rec("SASRec", 1, 0.06)
     old["efficiency"]["cpu_seconds_run"] = 449.0

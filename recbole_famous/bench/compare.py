@@ -39,8 +39,8 @@ from collections import OrderedDict
 import numpy as np
 
 from recbole_famous.bench import patience, peruser, plots, runs
-from recbole_famous.bench.table import (METRICS, brief, cell, is_reference, mean_std, ranks, runs_dropped, to_csv,
-                                        write_texts)
+from recbole_famous.bench.table import (METRICS, brief, cell, is_ours, is_reference, mean_std, ranks, runs_dropped,
+                                        to_csv, write_texts)
 from recbole_famous.errors import UsageError
 
 SELECT = "ndcg@10"  # the validation metric that picks the best baseline
@@ -124,11 +124,11 @@ def _missing(model_entries) -> str:
 
 
 def best_baseline(models: dict, ours: str, metric: str = SELECT, reference: bool = False) -> tuple:
-    """``(label, mean validation metric)`` of the finished model other than ``ours`` best on validation, among the
-    learned models, or with ``reference=True`` among the no-training reference rules."""
+    """``(label, mean validation metric)`` of the finished model, not ``ours`` or a variant of it, best on validation,
+    among the learned models, or with ``reference=True`` among the no-training reference rules."""
     best, score = None, -math.inf
     for label, model_entries in models.items():
-        if label == ours or is_reference(label) != reference:
+        if is_ours(label, ours) or is_reference(label) != reference:
             continue
         mean, _ = mean_std([r.get("valid_metrics", {}).get(metric) for r in _finished(model_entries)])
         if not math.isnan(mean) and mean > score:

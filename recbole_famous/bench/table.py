@@ -91,11 +91,16 @@ def is_reference(label_or_model: str) -> bool:
     return label_or_model.split("[", 1)[0] in REFERENCE_MODELS
 
 
+def is_ours(label: str, ours: str) -> bool:
+    """True for ``ours`` and its variants (``FamouSRec[wo_router]``): an ablation of ours is never a baseline."""
+    return label.split("[", 1)[0] == ours
+
+
 def chosen_on_validation(models: dict, ours: str, reference: bool) -> str | None:
-    """The label, other than ``ours``, with the best mean validation NDCG@10 among the learned models
+    """The label, not ``ours`` or a variant of it, with the best mean validation NDCG@10 among the learned models
     (``reference=False``) or the reference rules (``reference=True``); None if there is none."""
     scores = {m: mean_std([r.get("valid_metrics", {}).get(SELECT) for r in runs])[0] for m, runs in models.items()
-              if m != ours and is_reference(m) == reference}
+              if not is_ours(m, ours) and is_reference(m) == reference}
     scores = {m: v for m, v in scores.items() if not math.isnan(v)}
     return max(scores, key=scores.get) if scores else None
 
