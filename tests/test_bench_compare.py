@@ -16,7 +16,9 @@ import torch
 from scipy import stats
 
 from bench_helpers import bench_cli
-from recbole_famous.bench import analysis, compare, peruser, plan, runs, trained
+from recbole_famous.bench import analysis, breakdown, compare, peruser, plan, runs, trained
+from recbole_famous import pipeline
+from recbole_famous.errors import UsageError
 
 from bench_helpers import run_in_process
 
@@ -306,3 +308,66 @@ def test_a_variants_comparison_names_its_plot_apart(tiny, tmp_path):
     assert os.path.join(docs, "curves_mlslice_grouped.png") in paths
     assert os.path.isfile(os.path.join(docs, "curves_mlslice_grouped.png"))
     assert not os.path.exists(os.path.join(docs, "curves_mlslice.png"))
+
+
+def test_breakdown_groups_the_paired_values_by_user_and_test_item(tiny, tmp_path):
+    # bench breakdown on the two real runs: SASRec against GRU4Rec, split by history length and item count
+    docs = str(tmp_path / "docs")
+    argv = ["breakdown", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--dataset", "mlslice",
+            "--ours", "SASRec", "--models", "GRU4Rec,FamouSRec"]
+    assert bench_cli(argv) == 0
+    text = open(os.path.join(docs, "tiny", "breakdown_mlslice.md")).read()
+    assert "## SASRec against GRU4Rec" in text and "No seed finished by both (SASRec: [3], FamouSRec: [])" in text
+    # the groups of each table hold every test user once, and their weighted means are the runs' test NDCG@10
+    sas, gru = tiny["records"]
+    for title in ("test-history length", "test item's training count"):
+        block = text.split(f"| {title} |")[1].split("\n\n")[0]
+        rows = [[c.strip() for c in line.split("|")[1:-1]] for line in block.splitlines()[2:]]
+        users = [int(r[1].replace(",", "")) for r in rows]
+        assert sum(users) == 120
+        for col, record in ((2, sas), (3, gru)):
+            mean = sum(u * float(r[col]) for u, r in zip(users, rows)) / 120
+            assert mean == pytest.approx(record["metrics"]["ndcg@10"], abs=1e-3)
+    with pytest.raises(UsageError, match="no finished run of FamouSRec"):
+        breakdown.write(tiny["specs"], tiny["out"], docs, "mlslice", "FamouSRec", ["SASRec"], "cmd")
+
+
+def test_breakdown_facts_are_the_test_loaders_own(tiny):
+    # each user's test item and history length as RecBole's test loader has them (its history capped at
+    # MAX_ITEM_LIST_LENGTH); the uncapped length and the training counts against the whole filtered dataset
+    spec = tiny["specs"][0]
+    facts = breakdown.user_facts(spec.model, spec.dataset, spec.overrides_dict())
+    config, _, valid_data, test_data = trained.build_data(spec.model, spec.dataset, spec.overrides_dict())
+    by_user = dict(zip(facts["user_id"].tolist(), zip(facts["test_item"].tolist(),
+                                                      facts["history_length"].tolist())))
+    seen = 0
+    for inter, _, _, _ in test_data:
+        for u, item, length in zip(inter["user_id"].tolist(), inter["item_id"].tolist(),
+                                   inter["item_length"].tolist()):
+            assert by_user[u][0] == item and min(by_user[u][1], config["MAX_ITEM_LIST_LENGTH"]) == length
+            seen += 1
+    assert seen == len(facts["user_id"]) == 120 and (facts["history_length"] > config["MAX_ITEM_LIST_LENGTH"]).any()
+    dataset = pipeline.create_dataset(config)
+    users = np.asarray(dataset.inter_feat["user_id"])
+    items = np.asarray(dataset.inter_feat["item_id"])
+    assert facts["history_length"].tolist() == (np.bincount(users)[facts["user_id"]] - 1).tolist()
+    # an item's training count: its interactions less those that are some user's validation or test target
+    valid_targets = np.concatenate([inter["item_id"].numpy() for inter, _, _, _ in valid_data])
+    expected = (np.bincount(items, minlength=dataset.item_num)
+                - np.bincount(valid_targets, minlength=dataset.item_num)
+                - np.bincount(facts["test_item"], minlength=dataset.item_num))
+    assert facts["item_count"].tolist() == expected[facts["test_item"]].tolist() and expected.min() >= 0
+
+
+def test_breakdown_rows_on_known_values():
+    ours = {"ndcg@10": np.array([1.0, 0.5, 0.0, 0.2]), "hit@10": np.array([1.0, 1, 0, 1])}
+    other = {"ndcg@10": np.array([0.0, 0.5, 0.3, 0.1]), "hit@10": np.array([0.0, 1, 1, 1])}
+    rows = breakdown.group_rows(ours, other, np.array([4, 7, 7, 60]), (0, 6, 8, 11, 21, 51))
+    assert [r["group"] for r in rows] == ["0-5", "6-7", "51+"]
+    assert [r["users"] for r in rows] == [1, 2, 1] and [(r["better"], r["worse"]) for r in rows] == [(1, 0), (0, 1), (1, 0)]
+    assert rows[1]["ours"] == pytest.approx(0.25) and rows[1]["diff"] == pytest.approx(-0.15)
+    with pytest.raises(UsageError, match="do not hold the dataset's test users"):
+        breakdown.aligned({"user_id": np.array([1, 2, 2]), "ndcg@10": np.zeros(3)}, np.array([1, 2, 3]), "x")
+    shuffled = breakdown.aligned({"user_id": np.array([3, 1, 2]), "ndcg@10": np.array([.3, .1, .2])},
+                                 np.array([1, 2, 3]), "x")
+    assert shuffled["ndcg@10"].tolist() == [.1, .2, .3]

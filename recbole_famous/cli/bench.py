@@ -9,6 +9,8 @@
   analyze    Figure 1, Figure 2, expert shares and Appendix A.4 from trained checkpoints
   routing    the routing study's table: each FamouSRec variant's scores and routing diagnostics (its probe reads
              the checkpoints), paired against a reference variant per seed (props/bench/routing.yaml)
+  breakdown  where ours wins and loses against other models: the paired per-user test values of compare, by
+             test-history length and by the test item's training count (bench/breakdown.py)
   synth      the synthetic study's tables: per behaviour type, expert shares and NDCG@10 (props/bench/synth.yaml)
   headroom, a4, by-period
              probes of given checkpoints (recbole_famous/cli/probes.py)
@@ -29,7 +31,8 @@ from recbole_famous.cli import probes
 from recbole_famous.errors import UsageError
 
 NAME = "bench"
-HELP = "the benchmark: run, status, table, compare, archive, restore; studies: ablations, analyze, routing, synth"
+HELP = ("the benchmark: run, status, table, compare, archive, restore; studies: ablations, analyze, breakdown, "
+        "routing, synth")
 DESCRIPTION = "The benchmark: model lists x datasets x seeds under a budget profile (props/bench/NAME.yaml)."
 EPILOG = __doc__.split("\n\n")[1]
 INTERRUPTED = "finished runs are kept; rerun the same command to resume"
@@ -106,6 +109,12 @@ def add_arguments(p) -> None:
                                    "profile's own (default: all of the profile's)")
     sp.add_argument("--report-only", action="store_true", help="write the tables from finished runs, train nothing")
     sp.add_argument("--retry-failed", action="store_true")
+    sp = sub.add_parser("breakdown")
+    common(sp, datasets=False)
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--models", required=True, help="comma-separated: the other models, each against --ours")
+    sp.add_argument("--seeds", help="comma-separated seeds of --ours, default: the profile's")
+    sp.add_argument("--ours", default="FamouSRec")
     sp = sub.add_parser("analyze")
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
@@ -300,6 +309,15 @@ def _dispatch(args, argv, echo) -> int:
             f.write(f"\nMade by: `{_command(argv)}`.\n")
         echo("wrote " + ", ".join(paths))
         return 1 if failed else 0
+    if args.command == "breakdown":
+        from recbole_famous.bench import breakdown
+
+        others = _list(args.models)
+        specs = plan.plan(profile, [args.ours, *others], [args.dataset], _seeds(args.seeds))
+        path = breakdown.write(specs, args.out, _docs_dir(args, profile), args.dataset, args.ours, others,
+                               _command(argv), echo)
+        echo(f"wrote {path}")
+        return 0
     if args.command == "analyze":
         from recbole_famous.bench import report
 
