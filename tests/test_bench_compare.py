@@ -310,38 +310,42 @@ def test_a_variants_comparison_names_its_plot_apart(tiny, tmp_path):
     assert not os.path.exists(os.path.join(docs, "curves_mlslice.png"))
 
 
-def test_breakdown_groups_the_paired_values_by_user_and_test_item(tiny, tmp_path):
+@pytest.mark.parametrize("split", ["test", "valid"])
+def test_breakdown_groups_the_paired_values_by_user_and_target(tiny, tmp_path, split):
     # bench breakdown on the two real runs: SASRec against GRU4Rec, split by history length and item count
     docs = str(tmp_path / "docs")
     argv = ["breakdown", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--dataset", "mlslice",
-            "--ours", "SASRec", "--models", "GRU4Rec,FamouSRec"]
+            "--ours", "SASRec", "--models", "GRU4Rec,FamouSRec", "--split", split]
     assert bench_cli(argv) == 0
-    text = open(os.path.join(docs, "tiny", "breakdown_mlslice.md")).read()
+    name = {"test": "test", "valid": "validation"}[split]
+    text = open(os.path.join(docs, "tiny", f"breakdown_mlslice{'' if split == 'test' else '_valid'}.md")).read()
     assert "## SASRec against GRU4Rec" in text and "No seed finished by both (SASRec: [3], FamouSRec: [])" in text
-    # the groups of each table hold every test user once, and their weighted means are the runs' test NDCG@10
+    # the groups of each table hold every user once, and their weighted means are the runs' recorded NDCG@10
+    recorded = "metrics" if split == "test" else "valid_metrics"
     sas, gru = tiny["records"]
-    for title in ("test-history length", "test item's training count"):
+    assert sas[recorded]["ndcg@10"] != gru[recorded]["ndcg@10"]
+    for title in (f"{name}-history length", f"{name} item's training count"):
         block = text.split(f"| {title} |")[1].split("\n\n")[0]
         rows = [[c.strip() for c in line.split("|")[1:-1]] for line in block.splitlines()[2:]]
         users = [int(r[1].replace(",", "")) for r in rows]
-        assert sum(users) == 120
+        assert sum(users) == 120 and len(rows) >= 2
         for col, record in ((2, sas), (3, gru)):
             mean = sum(u * float(r[col]) for u, r in zip(users, rows)) / 120
-            assert mean == pytest.approx(record["metrics"]["ndcg@10"], abs=1e-3)
+            assert mean == pytest.approx(record[recorded]["ndcg@10"], abs=1e-3)
     with pytest.raises(UsageError, match="no finished run of FamouSRec"):
         breakdown.write(tiny["specs"], tiny["out"], docs, "mlslice", "FamouSRec", ["SASRec"], "cmd")
 
 
-def test_breakdown_facts_are_the_test_loaders_own(tiny):
-    # each user's test item and history length as RecBole's test loader has them (its history capped at
+@pytest.mark.parametrize("split", ["test", "valid"])
+def test_breakdown_facts_are_the_eval_loaders_own(tiny, split):
+    # each user's target and history length as RecBole's test / validation loader has them (its history capped at
     # MAX_ITEM_LIST_LENGTH); the uncapped length and the training counts against the whole filtered dataset
     spec = tiny["specs"][0]
-    facts = breakdown.user_facts(spec.model, spec.dataset, spec.overrides_dict())
+    facts = breakdown.user_facts(spec.model, spec.dataset, spec.overrides_dict(), split)
     config, _, valid_data, test_data = trained.build_data(spec.model, spec.dataset, spec.overrides_dict())
-    by_user = dict(zip(facts["user_id"].tolist(), zip(facts["test_item"].tolist(),
-                                                      facts["history_length"].tolist())))
+    by_user = dict(zip(facts["user_id"].tolist(), zip(facts["target"].tolist(), facts["history_length"].tolist())))
     seen = 0
-    for inter, _, _, _ in test_data:
+    for inter, _, _, _ in (test_data if split == "test" else valid_data):
         for u, item, length in zip(inter["user_id"].tolist(), inter["item_id"].tolist(),
                                    inter["item_length"].tolist()):
             assert by_user[u][0] == item and min(by_user[u][1], config["MAX_ITEM_LIST_LENGTH"]) == length
@@ -350,13 +354,15 @@ def test_breakdown_facts_are_the_test_loaders_own(tiny):
     dataset = pipeline.create_dataset(config)
     users = np.asarray(dataset.inter_feat["user_id"])
     items = np.asarray(dataset.inter_feat["item_id"])
-    assert facts["history_length"].tolist() == (np.bincount(users)[facts["user_id"]] - 1).tolist()
+    after = 1 if split == "test" else 2  # the target, and the test item after a validation target
+    assert facts["history_length"].tolist() == (np.bincount(users)[facts["user_id"]] - after).tolist()
     # an item's training count: its interactions less those that are some user's validation or test target
-    valid_targets = np.concatenate([inter["item_id"].numpy() for inter, _, _, _ in valid_data])
-    expected = (np.bincount(items, minlength=dataset.item_num)
-                - np.bincount(valid_targets, minlength=dataset.item_num)
-                - np.bincount(facts["test_item"], minlength=dataset.item_num))
-    assert facts["item_count"].tolist() == expected[facts["test_item"]].tolist() and expected.min() >= 0
+    targets = {name: np.concatenate([inter["item_id"].numpy() for inter, _, _, _ in data])
+               for name, data in (("valid", valid_data), ("test", test_data))}
+    expected = np.bincount(items, minlength=dataset.item_num)
+    for values in targets.values():
+        expected = expected - np.bincount(values, minlength=dataset.item_num)
+    assert facts["item_count"].tolist() == expected[facts["target"]].tolist() and expected.min() >= 0
 
 
 def test_breakdown_rows_on_known_values():

@@ -1,4 +1,4 @@
-"""Where does FamouSRec win and lose against another model? Paired per-user test values, split by user and item.
+"""Where does FamouSRec win and lose against another model? Paired per-user test values, split by user and item (test or validation).
 
 ``bench compare`` gives one paired test over all test users. This splits the same per-user values (``peruser.py``:
 RecBole's own per-user NDCG@10 / HR@10 of each run's best epoch on the test split) into groups of users:
@@ -7,6 +7,10 @@ RecBole's own per-user NDCG@10 / HR@10 of each run's best epoch on the test spli
   ``MAX_ITEM_LIST_LENGTH`` of them);
 * by the **test item's training count**: how many training interactions the test item has (the long tail, where
   a learned embedding has had little to learn from, against the head).
+
+``--split valid`` does the same on the validation split, whose per-user values are computed once from each run's
+best checkpoint (checked against its recorded validation metrics, cached beside the test ones): a gap on test can be
+looked into there, where settings are chosen.
 
 Per group: users, both models' mean NDCG@10 and HR@10, the mean paired difference, and on how many users each model
 is better. Each seed of ours is paired with the same seed of the other model (a rule, which does not depend on the
@@ -31,28 +35,32 @@ from recbole_famous.errors import UsageError
 
 LENGTH_EDGES = (0, 6, 8, 11, 21, 51)  # test-history length groups [a, b); the last is open
 COUNT_EDGES = (0, 10, 30, 100, 300)  # training count of the test item, groups [a, b); the last is open
-GROUPINGS = (("test-history length", "history_length", LENGTH_EDGES),
-             ("test item's training count", "item_count", COUNT_EDGES))
+GROUPINGS = (("{split}-history length", "history_length", LENGTH_EDGES),
+             ("{split} item's training count", "item_count", COUNT_EDGES))
+SPLITS = {"test": "test", "valid": "validation"}
 
 
-def user_facts(model: str, dataset: str, overrides: dict) -> dict:
-    """``{"user_id", "test_item", "history_length", "item_count"}``, one entry per test user sorted by internal user
-    id, from RecBole's own split of the dataset built with ``overrides`` (a run's own): its training split holds one
-    row per training target (each user's first item is in the row of length 1), its test split the test item."""
+def user_facts(model: str, dataset: str, overrides: dict, split: str = "test") -> dict:
+    """``{"user_id", "target", "history_length", "item_count"}``, one entry per user of ``split`` (``test`` or
+    ``valid``) sorted by internal user id, from RecBole's own split of the dataset built with ``overrides`` (a run's
+    own): its training split holds one row per training target (each user's first item is in the row of length 1),
+    its validation and test splits the target items."""
     config = pipeline.build_config(model, dataset, overrides={**overrides, "show_progress": False, "state": "WARNING"})
-    split = config["eval_args"]
-    if split.get("split") != {"LS": "valid_and_test"} or split.get("order") != "TO":
-        raise UsageError(f"breakdown needs the leave-one-out split in time order; {dataset} has {split}")
+    protocol = config["eval_args"]
+    if protocol.get("split") != {"LS": "valid_and_test"} or protocol.get("order") != "TO":
+        raise UsageError(f"breakdown needs the leave-one-out split in time order; {dataset} has {protocol}")
     data = pipeline.create_dataset(config)
-    train, _, test = (part.inter_feat for part in data.build())
+    train, valid, test = (part.inter_feat for part in data.build())
+    evaluated = test if split == "test" else valid
     uid, iid, length = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["ITEM_LIST_LENGTH_FIELD"]
     first = train[iid + config["LIST_SUFFIX"]][train[length] == 1, 0]
     counts = np.bincount(np.concatenate([train[iid].numpy(), first.numpy()]), minlength=data.item_num)
     targets = np.bincount(train[uid].numpy(), minlength=data.user_num)  # training targets per user
-    order = np.argsort(test[uid].numpy())
-    users, items = test[uid].numpy()[order], test[iid].numpy()[order]
-    # before the test item: the first item, the training targets, the validation item
-    return {"user_id": users, "test_item": items, "history_length": targets[users] + 2, "item_count": counts[items]}
+    order = np.argsort(evaluated[uid].numpy())
+    users, items = evaluated[uid].numpy()[order], evaluated[iid].numpy()[order]
+    # before the target: the first item, the training targets (and, for the test item, the validation item)
+    before = targets[users] + (2 if split == "test" else 1)
+    return {"user_id": users, "target": items, "history_length": before, "item_count": counts[items]}
 
 
 def group_labels(edges) -> list:
@@ -98,20 +106,34 @@ def finished_by_seed(entries: list) -> dict:
     return {e["spec"].seed: e for e in entries if e["record"] is not None}
 
 
+def values_for(entry: dict, split: str, echo=print) -> dict:
+    """A finished run's per-user values on ``split``: the test ones where ``compare`` cached them, the validation
+    ones computed once from its checkpoint and cached beside them (``<record>.peruser-valid.npz``)."""
+    path = peruser.cache_path(entry["path"])
+    if split != "test":
+        path = path[: -len(".npz")] + f"-{split}.npz"
+    return peruser.for_record(entry["record"], path, echo=echo, split=split)
+
+
 def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: list, command: str,
-          echo=print) -> str:
-    """``breakdown_<dataset>.md`` in ``doc_dir`` from the finished runs among ``specs``; its path."""
+          echo=print, split: str = "test") -> str:
+    """``breakdown_<dataset>[_valid].md`` in ``doc_dir`` from the finished runs among ``specs``; its path."""
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {sorted(SPLITS)}, got {split!r}")
+    name = SPLITS[split]
     models = compare.by_dataset(compare.entries([s for s in specs if s.dataset == dataset], out_dir)).get(dataset, {})
     mine = finished_by_seed(models.get(ours, []))
     if not mine:
         raise UsageError(f"no finished run of {ours} on {dataset}")
     first = mine[min(mine)]["spec"]
-    facts = user_facts(first.model, dataset, first.overrides_dict())
-    lines = [f"# {dataset}: where {ours} wins and loses, per test user", "",
-             "Per-user test NDCG@10 / HR@10 of each run's best validated epoch (the values of `bench compare`'s "
-             "paired test), split by the user's test-history length and by the test item's training count "
-             "(`recbole_famous/bench/breakdown.py`). Only the test split, read by each run's own final test; nothing "
-             "here chose a setting.", ""]
+    facts = user_facts(first.model, dataset, first.overrides_dict(), split)
+    source = ("the values of `bench compare`'s paired test; only the test split, read by each run's own final test"
+              if split == "test" else "computed from each run's best checkpoint, checked against its recorded "
+              "validation metrics")
+    lines = [f"# {dataset}: where {ours} wins and loses, per {name} user", "",
+             f"Per-user {name} NDCG@10 / HR@10 of each run's best validated epoch ({source}), split by the user's "
+             f"history length before the {name} item and by that item's training count "
+             "(`recbole_famous/bench/breakdown.py`). Nothing here chose a setting.", ""]
     for other in others:
         theirs = finished_by_seed(models.get(other, []))
         if theirs and trains_nothing(other):
@@ -125,15 +147,14 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: li
             pair = []
             for e in (mine[seed], theirs[seed]):
                 what = f"{e['spec'].model} seed {e['spec'].seed}"
-                values = peruser.for_record(e["record"], peruser.cache_path(e["path"]), echo=echo)
-                pair.append(aligned(values, facts["user_id"], what))
-            lines += [f"Seed {seed}: {len(facts['user_id']):,} test users; overall NDCG@10 {pair[0]['ndcg@10'].mean():.4f} "
+                pair.append(aligned(values_for(e, split, echo), facts["user_id"], what))
+            lines += [f"Seed {seed}: {len(facts['user_id']):,} {name} users; overall NDCG@10 {pair[0]['ndcg@10'].mean():.4f} "
                       f"against {pair[1]['ndcg@10'].mean():.4f}.", ""]
             for title, key, edges in GROUPINGS:
-                lines += _table(ours, other, title, group_rows(pair[0], pair[1], facts[key], edges)) + [""]
+                lines += _table(ours, other, title.format(split=name), group_rows(pair[0], pair[1], facts[key], edges)) + [""]
     lines += [f"Made by: `{command}`.", ""]
     os.makedirs(doc_dir, exist_ok=True)
-    path = os.path.join(doc_dir, f"breakdown_{dataset}.md")
+    path = os.path.join(doc_dir, f"breakdown_{dataset}{'' if split == 'test' else '_' + split}.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     return path

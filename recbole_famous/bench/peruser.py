@@ -132,19 +132,21 @@ def obtainable(record: dict, path: str) -> bool:
     return load_cached(path, record) is not None or bool(checkpoint and os.path.isfile(checkpoint))
 
 
-def for_record(record: dict, path: str, recompute: bool = False, echo=print) -> dict:
-    """Per-user test metrics of a finished run record: from the cache at ``path`` when it is this run's, else
-    computed from the run's best checkpoint (``trained.load_run``), checked against the recorded test metrics
-    (``check``), and cached. The cached values are checked again on every read."""
+def for_record(record: dict, path: str, recompute: bool = False, echo=print, split: str = "test") -> dict:
+    """Per-user metrics of a finished run record on ``split`` (``test``: the paired tests' input; ``valid``: the
+    validation split of the best epoch): from the cache at ``path`` when it is this run's, else computed from the
+    run's best checkpoint (``trained.load_run``), checked against the recorded metrics of that split (``check``:
+    ``metrics`` or ``valid_metrics``), and cached. The cached values are checked again on every read."""
     spec = record["spec"]
-    what = f"{spec['model']} on {spec['dataset']}, seed {spec['seed']}"
+    what = f"{spec['model']} on {spec['dataset']}, seed {spec['seed']}" + ("" if split == "test" else f" ({split})")
+    recorded = record["metrics"] if split == "test" else record.get("valid_metrics") or {}
     values = None if recompute else load_cached(path, record)
     if values is None:
         from recbole_famous.bench import trained
 
-        echo(f"per-user test metrics of {what}: loading its checkpoint and ranking every item for each test user")
-        values = per_user(trained.load_run(record))
-        check(values, record["metrics"], what)
+        echo(f"per-user metrics of {what}: loading its checkpoint and ranking every item for each user")
+        values = per_user(trained.load_run(record), split)
+        check(values, recorded, what)
         save(path, record, values)
-    check(values, record["metrics"], what)
+    check(values, recorded, what)
     return values

@@ -115,6 +115,9 @@ def add_arguments(p) -> None:
     sp.add_argument("--models", required=True, help="comma-separated: the other models, each against --ours")
     sp.add_argument("--seeds", help="comma-separated seeds of --ours, default: the profile's")
     sp.add_argument("--ours", default="FamouSRec")
+    sp.add_argument("--split", default="test", choices=("test", "valid"),
+                    help="whose users and targets: test (the paired tests' values) or valid (computed once from the "
+                         "checkpoints, breakdown_<dataset>_valid.md)")
     sp = sub.add_parser("analyze")
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
@@ -315,7 +318,7 @@ def _dispatch(args, argv, echo) -> int:
         others = _list(args.models)
         specs = plan.plan(profile, [args.ours, *others], [args.dataset], _seeds(args.seeds))
         path = breakdown.write(specs, args.out, _docs_dir(args, profile), args.dataset, args.ours, others,
-                               _command(argv), echo)
+                               _command(argv), echo, args.split)
         echo(f"wrote {path}")
         return 0
     if args.command == "analyze":
