@@ -372,7 +372,7 @@ def test_breakdown_rows_on_known_values():
     assert [r["group"] for r in rows] == ["0-5", "6-7", "51+"]
     assert [r["users"] for r in rows] == [1, 2, 1] and [(r["better"], r["worse"]) for r in rows] == [(1, 0), (0, 1), (1, 0)]
     assert rows[1]["ours"] == pytest.approx(0.25) and rows[1]["diff"] == pytest.approx(-0.15)
-    with pytest.raises(UsageError, match="do not hold the dataset's test users"):
+    with pytest.raises(UsageError, match="do not hold the split's users"):
         breakdown.aligned({"user_id": np.array([1, 2, 2]), "ndcg@10": np.zeros(3)}, np.array([1, 2, 3]), "x")
     shuffled = breakdown.aligned({"user_id": np.array([3, 1, 2]), "ndcg@10": np.array([.3, .1, .2])},
                                  np.array([1, 2, 3]), "x")

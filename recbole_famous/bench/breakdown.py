@@ -1,4 +1,4 @@
-"""Where does FamouSRec win and lose against another model? Paired per-user test values, split by user and item (test or validation).
+"""Where does FamouSRec win and lose against another model? Its paired per-user values, in groups of users.
 
 ``bench compare`` gives one paired test over all test users. This splits the same per-user values (``peruser.py``:
 RecBole's own per-user NDCG@10 / HR@10 of each run's best epoch on the test split) into groups of users:
@@ -68,11 +68,11 @@ def group_labels(edges) -> list:
 
 
 def aligned(values: dict, user_id: np.ndarray, what: str) -> dict:
-    """``values`` reordered to ``user_id``; every user must be there exactly once."""
+    """``values`` reordered to ``user_id`` (the users of the split); every user must be there exactly once."""
     ids = values["user_id"]
     order = np.argsort(ids)
     if len(ids) != len(user_id) or not np.array_equal(ids[order], user_id):
-        raise UsageError(f"the per-user values of {what} do not hold the dataset's test users "
+        raise UsageError(f"the per-user values of {what} do not hold the split's users "
                          f"({len(ids)} users against {len(user_id)})")
     return {k: np.asarray(v)[order] for k, v in values.items()}
 
