@@ -30,7 +30,6 @@ import numpy as np
 
 from recbole_famous import pipeline
 from recbole_famous.bench import compare, peruser
-from recbole_famous.bench.plan import trains_nothing
 from recbole_famous.errors import UsageError
 
 LENGTH_EDGES = (0, 6, 8, 11, 21, 51)  # test-history length groups [a, b); the last is open
@@ -102,10 +101,6 @@ def _table(ours: str, other: str, title: str, rows: list) -> list:
     return lines
 
 
-def finished_by_seed(entries: list) -> dict:
-    return {e["spec"].seed: e for e in entries if e["record"] is not None}
-
-
 def values_for(entry: dict, split: str, echo=print) -> dict:
     """A finished run's per-user values on ``split``: the test ones where ``compare`` cached them, the validation
     ones computed once from its checkpoint and cached beside them (``<record>.peruser-valid.npz``)."""
@@ -121,8 +116,9 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: li
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {sorted(SPLITS)}, got {split!r}")
     name = SPLITS[split]
-    models = compare.by_dataset(compare.entries([s for s in specs if s.dataset == dataset], out_dir)).get(dataset, {})
-    mine = finished_by_seed(models.get(ours, []))
+    entries = compare.entries([s for s in specs if s.dataset == dataset], out_dir)
+    models = compare.by_dataset(entries).get(dataset, {})
+    mine, _ = compare.seed_pairs(models, ours, None)
     if not mine:
         raise UsageError(f"no finished run of {ours} on {dataset}")
     first = mine[min(mine)]["spec"]
@@ -135,9 +131,7 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: li
              f"history length before the {name} item and by that item's training count "
              "(`recbole_famous/bench/breakdown.py`). Nothing here chose a setting.", ""]
     for other in others:
-        theirs = finished_by_seed(models.get(other, []))
-        if theirs and trains_nothing(other):
-            theirs = {seed: next(iter(theirs.values())) for seed in mine}
+        _, theirs = compare.seed_pairs(models, ours, other)
         seeds = sorted(set(mine) & set(theirs))
         lines += [f"## {ours} against {other}", ""]
         if not seeds:
@@ -148,10 +142,11 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: li
             for e in (mine[seed], theirs[seed]):
                 what = f"{e['spec'].model} seed {e['spec'].seed}"
                 pair.append(aligned(values_for(e, split, echo), facts["user_id"], what))
-            lines += [f"Seed {seed}: {len(facts['user_id']):,} {name} users; overall NDCG@10 {pair[0]['ndcg@10'].mean():.4f} "
-                      f"against {pair[1]['ndcg@10'].mean():.4f}.", ""]
+            lines += [f"Seed {seed}: {len(facts['user_id']):,} {name} users; overall NDCG@10 "
+                      f"{pair[0]['ndcg@10'].mean():.4f} against {pair[1]['ndcg@10'].mean():.4f}.", ""]
             for title, key, edges in GROUPINGS:
-                lines += _table(ours, other, title.format(split=name), group_rows(pair[0], pair[1], facts[key], edges)) + [""]
+                rows = group_rows(pair[0], pair[1], facts[key], edges)
+                lines += _table(ours, other, title.format(split=name), rows) + [""]
     lines += [f"Made by: `{command}`.", ""]
     os.makedirs(doc_dir, exist_ok=True)
     path = os.path.join(doc_dir, f"breakdown_{dataset}{'' if split == 'test' else '_' + split}.md")

@@ -137,18 +137,29 @@ def best_baseline(models: dict, ours: str, metric: str = SELECT, reference: bool
 
 
 # ---- the paired test on one dataset -------------------------------------------------------------------------------
+def seed_pairs(models: dict, ours: str, other) -> tuple:
+    """``({seed: entry}, {seed: entry})``: the finished runs of ``ours`` and of ``other`` (None: none) by seed. A rule
+    does not depend on the seed: its one run stands for every seed of ours."""
+    def finished(label):
+        return {e["spec"].seed: e for e in models.get(label, []) if e["record"] is not None}
+
+    mine = finished(ours)
+    theirs = finished(other) if other is not None else {}
+    if other is not None and is_reference(other) and theirs:
+        theirs = {seed: next(iter(theirs.values())) for seed in mine}
+    return mine, theirs
+
+
 def significance(models: dict, ours: str, baseline, out_dir: str, cache_dir=None, echo=print) -> dict:
     """``{"rows": [per-seed test dicts], "note": text for the p cell, "failed": bool}``."""
     if ours not in models:
         return {"rows": [], "note": f"{ours} is not in the model list", "failed": False}
-    ours_runs = {e["spec"].seed: e for e in models[ours] if e["record"] is not None}
+    ours_runs, _ = seed_pairs(models, ours, None)
     if not ours_runs:
         return {"rows": [], "note": f"{ours} not finished yet", "failed": False}
     if baseline is None:
         return {"rows": [], "note": "no baseline finished yet", "failed": False}
-    base_runs = {e["spec"].seed: e for e in models[baseline] if e["record"] is not None}
-    if is_reference(baseline) and base_runs:  # a rule does not depend on the seed: its one run stands for all
-        base_runs = {seed: next(iter(base_runs.values())) for seed in ours_runs}
+    _, base_runs = seed_pairs(models, ours, baseline)
     seeds = sorted(set(ours_runs) & set(base_runs))
     if not seeds:
         return {"rows": [], "note": f"no seed finished by both {ours} (seeds {sorted(ours_runs)}) and {baseline} "
