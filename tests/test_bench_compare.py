@@ -63,7 +63,9 @@ def tiny(ml100k_slice, tmp_path_factory):
             "config": {"data_path": ml100k_slice, "epochs": 2, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 128, "topk": [5, 10, 50],
                        "learning_rate": 0.005, "stopping_step": 1,
                        "embedding_size": 16, "hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 32,
-                       "state": "WARNING"}}
+                       "state": "WARNING"},
+            "variants": {"drop": {"model": "SASRec", "group": "g", "label": "SASRec, dropout 0.1",
+                                  "set": {"hidden_dropout_prob": 0.1, "attn_dropout_prob": 0.1}}}}
     (tmp / "tiny.yaml").write_text(json.dumps(body))
     profile_path = str(tmp / "tiny.yaml")
     specs = plan.plan(plan.load_profile(profile_path))
@@ -334,6 +336,34 @@ def test_breakdown_groups_the_paired_values_by_user_and_target(tiny, tmp_path, s
             assert mean == pytest.approx(record[recorded]["ndcg@10"], abs=1e-3)
     with pytest.raises(UsageError, match="no finished run of FamouSRec"):
         breakdown.write(tiny["specs"], tiny["out"], docs, "mlslice", "FamouSRec", ["SASRec"], "cmd")
+
+
+def test_breakdown_of_a_variant_against_its_model(tiny, tmp_path):
+    # --ours M[variant]: the variant's own runs against the plain model's, seed by seed, in a file of its own
+    profile = plan.load_profile(tiny["profile"])
+    specs = plan.plan_labels(profile, ["SASRec[drop]", "GRU4Rec"], ["mlslice"])
+    assert [s.label for s in specs] == ["SASRec[drop]", "GRU4Rec"] and specs[0].overrides_dict()["hidden_dropout_prob"] == 0.1
+    with pytest.raises(UsageError, match="no variant"):
+        plan.plan_labels(profile, ["SASRec[nope]"])
+    with pytest.raises(UsageError, match="not a model or model"):
+        plan.plan_labels(profile, ["SASRec[drop"])
+    assert runs.run_all(specs[:1], tiny["out"], launcher=run_in_process, echo=lambda m: None)["ran"] == 1
+    variant = runs.load_record(runs.record_path(tiny["out"], specs[0]))
+    docs = str(tmp_path / "docs")
+    argv = ["breakdown", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--dataset", "mlslice",
+            "--ours", "SASRec[drop]", "--models", "SASRec", "--split", "valid"]
+    assert bench_cli(argv) == 0
+    assert sorted(os.listdir(os.path.join(docs, "tiny"))) == ["breakdown_mlslice_drop_valid.md"]
+    text = open(os.path.join(docs, "tiny", "breakdown_mlslice_drop_valid.md")).read()
+    assert "## SASRec[drop] against SASRec" in text
+    sas = tiny["records"][0]
+    assert variant["valid_metrics"]["ndcg@10"] != sas["valid_metrics"]["ndcg@10"]
+    block = text.split("| validation-history length |")[1].split("\n\n")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in block.splitlines()[2:]]
+    users = [int(r[1].replace(",", "")) for r in rows]
+    for col, record in ((2, variant), (3, sas)):
+        mean = sum(u * float(r[col]) for u, r in zip(users, rows)) / sum(users)
+        assert mean == pytest.approx(record["valid_metrics"]["ndcg@10"], abs=1e-3)
 
 
 @pytest.mark.parametrize("split", ["test", "valid"])

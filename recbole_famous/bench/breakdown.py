@@ -112,7 +112,8 @@ def values_for(entry: dict, split: str, echo=print) -> dict:
 
 def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: list, command: str,
           echo=print, split: str = "test") -> str:
-    """``breakdown_<dataset>[_valid].md`` in ``doc_dir`` from the finished runs among ``specs``; its path."""
+    """``breakdown_<dataset>[_<variant of ours>][_valid].md`` in ``doc_dir`` from the finished runs among ``specs``; its
+    path."""
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {sorted(SPLITS)}, got {split!r}")
     name = SPLITS[split]
@@ -149,7 +150,8 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: li
                 lines += _table(ours, other, title.format(split=name), rows) + [""]
     lines += [f"Made by: `{command}`.", ""]
     os.makedirs(doc_dir, exist_ok=True)
-    path = os.path.join(doc_dir, f"breakdown_{dataset}{'' if split == 'test' else '_' + split}.md")
+    variant = first.variant and "_" + first.variant
+    path = os.path.join(doc_dir, f"breakdown_{dataset}{variant}{'' if split == 'test' else '_' + split}.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     return path

@@ -34,6 +34,7 @@ from recbole_famous.model.rules import is_one_pass
 
 BENCH_PROPS = os.path.join(PROPS_DIR, "bench")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_LABEL = re.compile(r"([A-Za-z0-9_]+)(?:\[([A-Za-z0-9_.+-]+)\])?")  # M or M[variant] (RunSpec.label)
 _PROFILE_KEYS = {"description", "models", "datasets", "seeds", "seeds_by_model", "config", "model_config", "threads",
                  "variants", "include"}
 _VARIANT_KEYS = {"model", "group", "label", "set", "config_file"}  # a variant's long form; else a mapping is its keys
@@ -248,6 +249,19 @@ def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None, v
                 for model in models:
                     if i < len(seed_lists[model]) and (not only or model == only):
                         specs.append(make_spec(profile, model, dataset, seed_lists[model][i], variant, keys, extra))
+    return specs
+
+
+def plan_labels(profile: Profile, labels, datasets=None, seeds=None) -> list:
+    """The runs of table labels: ``M`` (the model as the profile has it) or ``M[variant]`` (one of the profile's
+    variants of ``M``, as ``RunSpec.label`` writes it), in the given order; ``plan`` for each."""
+    specs = []
+    for label in labels:
+        found = _LABEL.fullmatch(label)
+        if not found:
+            raise UsageError(f"{label!r} is not a model or model[variant] name")
+        model, variant = found.group(1), found.group(2)
+        specs += plan(profile, [model], datasets, seeds, variants=[variant] if variant else None)
     return specs
 
 

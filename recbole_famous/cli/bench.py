@@ -112,9 +112,11 @@ def add_arguments(p) -> None:
     sp = sub.add_parser("breakdown")
     common(sp, datasets=False)
     sp.add_argument("--dataset", required=True)
-    sp.add_argument("--models", required=True, help="comma-separated: the other models, each against --ours")
+    sp.add_argument("--models", required=True, help="comma-separated: the other models, each against --ours (a "
+                                                    "variant as M[variant])")
     sp.add_argument("--seeds", help="comma-separated seeds of --ours, default: the profile's")
-    sp.add_argument("--ours", default="FamouSRec")
+    sp.add_argument("--ours", default="FamouSRec", help="a model, or one of the profile's variants as M[variant] "
+                                                        "(its file: breakdown_<dataset>_<variant>[_valid].md)")
     sp.add_argument("--split", default="test", choices=("test", "valid"),
                     help="whose users and targets: test (the paired tests' values) or valid (computed once from the "
                          "checkpoints, breakdown_<dataset>_valid.md)")
@@ -316,7 +318,7 @@ def _dispatch(args, argv, echo) -> int:
         from recbole_famous.bench import breakdown
 
         others = _list(args.models)
-        specs = plan.plan(profile, [args.ours, *others], [args.dataset], _seeds(args.seeds))
+        specs = plan.plan_labels(profile, [args.ours, *others], [args.dataset], _seeds(args.seeds))
         path = breakdown.write(specs, args.out, _docs_dir(args, profile), args.dataset, args.ours, others,
                                _command(argv), echo, args.split)
         echo(f"wrote {path}")
