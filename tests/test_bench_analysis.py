@@ -241,8 +241,7 @@ def test_table5_is_reported_seed_by_seed_with_the_routers_shares(tmp_path):
         with open(path, "w") as f:
             json.dump({"spec": runs.spec_dict(spec), "status": "finished", "metrics": {"ndcg@10": 0.1},
                        "expert_share": [{"0:attention": 0.5, "1:gru": 0.5}, {"0:attention": 0.25, "1:gru": 0.75}]}, f)
-        cache = os.path.join(out, "ablations", spec.profile, "Toy", f"table5-seed{spec.seed}.json")
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        cache = runs.derived_path(path, "table5")
         with open(cache, "w") as f:
             json.dump({c: {"ndcg@10": v, "hit@10": 2 * v, "ndcg@5": v, "hit@5": v}
                        for c, v in cached[spec.seed].items()}, f)

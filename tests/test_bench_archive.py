@@ -53,7 +53,7 @@ def test_archive_then_restore_on_a_new_machine_reruns_nothing(tmp_path):
 
     assert [runs.state(new, s) for s in (sas, gru)] == ["pending", "pending"]
     assert archive.restore([sas, gru], dest, new, echo=lambda m: None) == {
-        "restored": 1, "present": 0, "running": 0, "other_settings": 0, "not_archived": 1}
+        "restored": 1, "present": 0, "running": 0, "other_settings": 0, "not_archived": 1, "derived": 0}
     assert runs.state(new, sas) == "finished"
     assert runs.load_record(runs.record_path(new, sas)) == runs.load_record(runs.record_path(old, sas))
     ran = runs.run_all([sas], new, launcher=_never, echo=lambda m: None)
@@ -98,6 +98,33 @@ def test_per_user_values_travel_and_are_read_without_a_checkpoint(tmp_path):
     # no checkpoint to load (the record has none): the values must come from the restored cache
     got = peruser.for_record(runs.load_record(restored), peruser.cache_path(restored), echo=lambda m: None)
     assert np.array_equal(got["user_id"], values["user_id"]) and np.array_equal(got["ndcg@10"], values["ndcg@10"])
+
+
+def test_cached_inference_results_travel_with_the_record(tmp_path):
+    """The routing probe's and Table 5's caches (computed from a checkpoint) are archived beside the record and
+    restored beside it; a recomputed cache replaces the archived one; a restore never overwrites the store's."""
+    sas = plan.plan(_profile(tmp_path))[0]
+    old, new, dest = str(tmp_path / "old"), str(tmp_path / "new"), str(tmp_path / "records")
+    path, _ = _finish(old, sas)
+    archive.archive([sas], old, dest, echo=lambda m: None)  # archived when it finished, before any probe
+    for name, value in (("routing", {"entropy": 0.5}), ("table5", {"learned": {"ndcg@10": 0.1}})):
+        with open(runs.derived_path(path, name), "w") as f:
+            json.dump(value, f)
+    counts = archive.archive([sas], old, dest, echo=lambda m: None)
+    assert counts["unchanged"] == 1 and counts["derived"] == 2
+    archived = archive.archive_path(dest, sas)
+    assert json.load(open(runs.derived_path(archived, "table5"))) == {"learned": {"ndcg@10": 0.1}}
+    assert archive.restore([sas], dest, new, echo=lambda m: None)["derived"] == 2
+    assert json.load(open(runs.derived_path(runs.record_path(new, sas), "routing"))) == {"entropy": 0.5}
+
+    with open(runs.derived_path(path, "routing"), "w") as f:  # recomputed on the old machine
+        json.dump({"entropy": 0.25}, f)
+    assert archive.archive([sas], old, dest, echo=lambda m: None)["derived"] == 1
+    assert json.load(open(runs.derived_path(archived, "routing"))) == {"entropy": 0.25}
+    assert archive.restore([sas], dest, new, echo=lambda m: None)["derived"] == 0  # the store keeps its own
+    assert json.load(open(runs.derived_path(runs.record_path(new, sas), "routing"))) == {"entropy": 0.5}
+    with pytest.raises(ValueError):
+        runs.derived_path(path, "nothing")
 
 
 def test_per_user_values_that_are_not_the_runs_are_not_archived(tmp_path):

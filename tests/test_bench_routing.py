@@ -135,6 +135,18 @@ def test_routing_study_runs_through_bench_and_probes_each_model(ml100k_slice, tm
     text = open(os.path.join(docs, "tiny", "routing_mlslice.md")).read()
     assert "| paper | 5 |" in text and "Paired against `paper`" in text and "| wo | 5 |" in text
     assert os.path.isfile(routing.cache_path(runs.record_path(out, specs[1])))
+    # the diagnostics are archived beside the records: on a machine without the store or its checkpoints, the
+    # restored runs give the same rows (the probe is not run again: nothing to load)
+    archived = os.path.join(docs, "tiny", "records", "mlslice", "FamouSRec", "seed5.routing.json")
+    assert json.load(open(archived))["forced_ndcg10"] == full["diagnostics"]["forced_ndcg10"]
+    new, docs2 = str(tmp_path / "new"), str(tmp_path / "docs2")
+    common = ["--profile", str(tmp_path / "tiny.yaml"), "--out", new]
+    assert bench_cli(["restore", *common, "--docs", docs, "--variants", "wo"]) == 0
+    assert bench_cli(["restore", *common, "--docs", docs]) == 0
+    os.rename(out, str(tmp_path / "gone"))  # the old machine's store, checkpoints included
+    assert bench_cli(["routing", *common, "--docs", docs2, "--reference", "paper"]) == 0
+    assert json.load(open(os.path.join(docs2, "tiny", "routing_mlslice.json"))) == rows
+    os.rename(str(tmp_path / "gone"), out)
     # the probes of given checkpoints (bench headroom, bench a4) on the base run's checkpoint
     famous = runs.load_record(runs.record_path(out, specs[0]))["result"]["checkpoint"]
     assert bench_cli(["headroom", famous, "--out", str(tmp_path / "h" / "headroom.md")]) == 0

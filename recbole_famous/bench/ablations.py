@@ -13,7 +13,8 @@ The variants are data: ``props/bench/studies/famousrec_ablations.yaml``, which t
   inference (``force_expert``), against learned routing.
 
 The full model is the benchmark's own FamouSRec run (same record, never trained twice). Every variant is a
-benchmark run (``runs.py``): one JSON each, resumable. Table 5 evaluations are cached as JSON too.
+benchmark run (``runs.py``): one JSON each, resumable. Table 5 evaluations are cached as JSON beside the full
+model's record (``seed<N>.table5.json``), which ``archive.py`` carries with it.
 """
 
 from __future__ import annotations
@@ -79,13 +80,13 @@ def check_groups(groups, profile=None) -> list:
     return groups
 
 
-def forced_expert_results(record: dict, out_dir: str) -> dict:
-    """Table 5 for one full-model record: ``{"learned": metrics, "<j>:<kind>": metrics}`` (cached as JSON)."""
+def forced_expert_results(record: dict, record_path: str, out_dir: str) -> dict:
+    """Table 5 for one full-model record: ``{"learned": metrics, "<j>:<kind>": metrics}``, cached beside the
+    record as ``seed<N>.table5.json`` (archived and restored with it)."""
     from recbole_famous import pipeline
     from recbole_famous.bench import trained
 
-    spec = record["spec"]
-    cache = os.path.join(out_dir, "ablations", spec["profile"], spec["dataset"], f"table5-seed{spec['seed']}.json")
+    cache = runs.derived_path(record_path, "table5")
     if os.path.isfile(cache):
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
@@ -217,8 +218,9 @@ def report(profile, dataset: str, seeds, out_dir: str, doc_dir: str, groups=GROU
     if "table5" in groups and full:
         per_seed = []
         for record in full:
-            echo(f"  Table 5: forced-expert inference of seed {record['spec']['seed']}")
-            per_seed.append(forced_expert_results(record, out_dir))
+            seed = record["spec"]["seed"]
+            echo(f"  Table 5: forced-expert inference of seed {seed}")
+            per_seed.append(forced_expert_results(record, where[("", seed)], out_dir))
         lines += ["### Table 5: one fixed expert at inference vs learned routing", "",
                   "| inference | n | HR@10 | NDCG@10 | HR@5 | NDCG@5 |", "|---|---:|---:|---:|---:|---:|"]
         vals = {}

@@ -8,8 +8,10 @@ go with the machine. A profile whose runs take longer than one machine lives (``
   ``docs/results/<profile>/records/<dataset>/<model>[--<variant>]/seed<N>.json``, with its per-user test metrics
   (``peruser.py``, the paired test's input) beside it as ``seed<N>.peruser.npz`` where the output folder has them
   (``compare`` made them) or, with ``peruser=True``, computed now from the run's checkpoint where this machine has
-  it (a record restored here without them is archived without them, and counted). A record already
-  archived is replaced only by a different one (a rerun), which is said.
+  it (a record restored here without them is archived without them, and counted), and the inference results
+  cached beside it (``runs.DERIVED``: the routing probe's ``seed<N>.routing.json``, Table 5's
+  ``seed<N>.table5.json``) where the output folder has them. A record already archived is replaced only by a
+  different one (a rerun), which is said.
 * ``bench run`` does the first right after each run it finishes (``__main__._archiver``, unless ``--no-archive``),
   per-user values included, so that a machine that goes away after the run takes nothing with it that the
   tables need.
@@ -17,11 +19,12 @@ go with the machine. A profile whose runs take longer than one machine lives (``
   record made with other settings than the run it would stand for (``runs.changed_keys``: the profile was
   edited since; it is listed, not restored). ``run`` then skips the restored runs, ``status`` lists them as
   finished, ``table`` and ``compare`` use them (``compare`` reads the archived per-user values, so the paired test
-  needs no checkpoint).
+  needs no checkpoint; ``routing`` and ``ablations`` read the archived inference results likewise).
+* ``bench routing`` and ``bench ablations`` archive the inference results they compute (``cli/bench.py``).
 
-What does not travel: a run's checkpoints (not for git), so ``analyze`` and the efficiency columns measured
-from a trained model need the machine the run finished on; and runs half done, which restart from their first
-epoch on a new machine.
+What does not travel: a run's checkpoints (not for git), so ``analyze``, a routing probe or Table 5 not yet
+computed, and the efficiency columns measured from a trained model need the machine the run finished on; and
+runs half done, which restart from their first epoch on a new machine.
 """
 
 from __future__ import annotations
@@ -47,9 +50,23 @@ def _copy(src: str, dst: str) -> None:
     os.replace(tmp, dst)
 
 
+def _copy_derived(src: str, dst: str, replace: bool) -> int:
+    """Copy the inference results cached beside record ``src`` (``runs.DERIVED``) to beside ``dst``: those not there
+    yet, or, with ``replace``, those that differ. How many were copied."""
+    copied = 0
+    for name in runs.DERIVED:
+        a, b = runs.derived_path(src, name), runs.derived_path(dst, name)
+        if os.path.isfile(a) and (not os.path.isfile(b) or (replace and not filecmp.cmp(a, b, shallow=False))):
+            _copy(a, b)
+            copied += 1
+    return copied
+
+
 def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=print) -> dict:
-    """Copy the finished records of ``specs`` from ``out_dir`` to ``dest`` (and their per-user values); counts."""
-    counts = {"archived": 0, "replaced": 0, "unchanged": 0, "not_finished": 0, "peruser": 0, "no_peruser": 0}
+    """Copy the finished records of ``specs`` from ``out_dir`` to ``dest`` (with their per-user values and cached
+    inference results); counts."""
+    counts = {"archived": 0, "replaced": 0, "unchanged": 0, "not_finished": 0, "peruser": 0, "no_peruser": 0,
+              "derived": 0}
     for spec in specs:
         src = runs.record_path(out_dir, spec)
         if runs.state(out_dir, spec) != "finished":
@@ -64,6 +81,7 @@ def archive(specs, out_dir: str, dest: str, with_peruser: bool = False, echo=pri
                 echo(f"  {spec.label} on {spec.dataset}, seed {spec.seed}: the archived record is replaced by "
                      f"the different one in {out_dir} (a rerun)")
             _copy(src, dst)
+        counts["derived"] += _copy_derived(src, dst, replace=True)
         record = runs.load_record(src)
         if peruser.load_cached(peruser.cache_path(dst), record) is not None:
             continue  # its per-user values are archived already
@@ -86,7 +104,7 @@ def restore(specs, dest: str, out_dir: str, echo=print) -> dict:
     """Copy the archived records of ``specs`` from ``dest`` into ``out_dir`` where it has none; counts."""
     if not os.path.isdir(dest):
         raise UsageError(f"no archived run records in {dest} (made by `python -m recbole_famous.bench archive`)")
-    counts = {"restored": 0, "present": 0, "running": 0, "other_settings": 0, "not_archived": 0}
+    counts = {"restored": 0, "present": 0, "running": 0, "other_settings": 0, "not_archived": 0, "derived": 0}
     for spec in specs:
         src = archive_path(dest, spec)
         record = runs.load_record(src)
@@ -102,6 +120,8 @@ def restore(specs, dest: str, out_dir: str, echo=print) -> dict:
         dst = runs.record_path(out_dir, spec)
         if os.path.isfile(dst):
             counts["present"] += 1
+            if filecmp.cmp(src, dst, shallow=False):  # the same run: bring what was computed from it elsewhere
+                counts["derived"] += _copy_derived(src, dst, replace=False)
             continue
         if runs.state(out_dir, spec) == "running":  # its own record comes when it finishes
             counts["running"] += 1
@@ -109,5 +129,6 @@ def restore(specs, dest: str, out_dir: str, echo=print) -> dict:
         _copy(src, dst)
         if os.path.isfile(peruser.cache_path(src)):
             _copy(peruser.cache_path(src), peruser.cache_path(dst))
+        counts["derived"] += _copy_derived(src, dst, replace=False)
         counts["restored"] += 1
     return counts

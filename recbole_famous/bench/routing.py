@@ -17,6 +17,7 @@ import json
 import os
 from collections import OrderedDict
 
+from recbole_famous.bench import runs
 from recbole_famous.bench.table import mean_std, mean_std_text
 from recbole_famous.files import write_json, write_text
 
@@ -117,8 +118,8 @@ def markdown(records, title: str, reference: str = None) -> str:
 
 
 def cache_path(record_path: str) -> str:
-    """``seed<N>.routing.json`` beside the run record ``seed<N>.json``."""
-    return record_path[: -len(".json")] + ".routing.json"
+    """``seed<N>.routing.json`` beside the run record ``seed<N>.json`` (archived and restored with it)."""
+    return runs.derived_path(record_path, "routing")
 
 
 def probe(record: dict, record_path: str) -> dict:
@@ -150,8 +151,6 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, title: str, reference
           echo=print) -> list:
     """``routing_<dataset>.md`` (the table) and ``routing_<dataset>.json`` (its rows, diagnostics included) from the
     finished runs among ``specs``; the runs not finished are named under the table."""
-    from recbole_famous.bench import runs
-
     rows, missing = [], []
     for spec in specs:
         path = runs.record_path(out_dir, spec)

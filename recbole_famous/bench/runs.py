@@ -57,6 +57,20 @@ def checkpoint_dir(out_dir: str, spec) -> str:
     return os.path.abspath(os.path.join(out_dir, "saved", os.path.splitext(spec.key)[0]))
 
 
+# Inference results computed from a finished run's best checkpoint and cached beside its record as
+# ``seed<N>.<name>.json``: the routing probe's diagnostics (``routing.py``) and Table 5's forced-expert metrics
+# (``ablations.py``). ``archive.py`` carries them with the record, so that their reports regenerate on a machine
+# that never had the checkpoint.
+DERIVED = ("routing", "table5")
+
+
+def derived_path(record_path: str, name: str) -> str:
+    """``seed<N>.<name>.json`` beside the run record ``seed<N>.json`` (``name`` one of ``DERIVED``)."""
+    if name not in DERIVED:
+        raise ValueError(f"unknown derived cache {name!r}; known: {DERIVED}")
+    return _sibling(record_path, f".{name}.json")
+
+
 def _sibling(path: str, suffix: str) -> str:
     return path[: -len(".json")] + suffix
 

@@ -171,6 +171,16 @@ def _archiver(args, profile, echo):
     return on_finished
 
 
+def _archive_derived(specs, args, profile, echo) -> None:
+    """Archive ``specs``' finished records with the inference results just cached beside them (``archive.py``),
+    so that the report regenerates where the checkpoints are gone."""
+    from recbole_famous.bench import archive
+
+    folder = os.path.join(_docs_dir(args, profile), "records")
+    counts = archive.archive(specs, args.out, folder, echo=echo)
+    echo(f"archived into {folder}: {counts}")
+
+
 def _write_table(records, args, profile, argv, echo) -> None:
     from recbole_famous.bench import table
 
@@ -313,6 +323,8 @@ def _dispatch(args, argv, echo) -> int:
         with open(paths[0], "a", encoding="utf-8") as f:
             f.write(f"\nMade by: `{_command(argv)}`.\n")
         echo("wrote " + ", ".join(paths))
+        if "table5" in groups:  # its forced-expert results, computed from checkpoints this machine may lose
+            _archive_derived(ablations.specs(profile, args.dataset, seeds, ("table5",)), args, profile, echo)
         return 1 if failed else 0
     if args.command == "breakdown":
         from recbole_famous.bench import breakdown
@@ -356,4 +368,6 @@ def _study(args, profile, argv, echo) -> int:
         title = args.title or f"{dataset}, {profile.config.get('epochs')} epochs (profile {profile.name})"
         paths = routing.write(specs, args.out, docs, dataset, title, args.reference, _command(argv), echo)
     echo("wrote " + ", ".join(paths))
+    if study is routing:  # the probe's diagnostics, computed from checkpoints this machine may lose
+        _archive_derived(specs, args, profile, echo)
     return 0
