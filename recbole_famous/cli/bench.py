@@ -12,6 +12,8 @@
   breakdown  where ours wins and loses against other models: the paired per-user test values of compare, by
              test-history length and by the test item's training count (bench/breakdown.py)
   synth      the synthetic study's tables: per behaviour type, expert shares and NDCG@10 (props/bench/synth.yaml)
+  variants   each model under a profile's variants against its own profile run, same seed, on validation: is a
+             setting's gain one model's own? (bench/variant_pairs.py; records only)
   headroom, a4, by-period
              probes of given checkpoints (recbole_famous/cli/probes.py)
   archive    copy finished run records (and per-user test metrics) to a committed folder (archive.py)
@@ -32,7 +34,7 @@ from recbole_famous.errors import UsageError
 
 NAME = "bench"
 HELP = ("the benchmark: run, status, table, compare, archive, restore; studies: ablations, analyze, breakdown, "
-        "routing, synth")
+        "routing, synth, variants")
 DESCRIPTION = "The benchmark: model lists x datasets x seeds under a budget profile (props/bench/NAME.yaml)."
 EPILOG = __doc__.split("\n\n")[1]
 INTERRUPTED = "finished runs are kept; rerun the same command to resume"
@@ -120,6 +122,13 @@ def add_arguments(p) -> None:
     sp.add_argument("--split", default="test", choices=("test", "valid"),
                     help="whose users and targets: test (the paired tests' values) or valid (computed once from the "
                          "checkpoints, breakdown_<dataset>_valid.md)")
+    sp = sub.add_parser("variants")
+    common(sp, datasets=False)
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--models", required=True, help="comma-separated")
+    sp.add_argument("--variants", required=True, help="comma-separated names of the profile's variants")
+    sp.add_argument("--seeds", help="comma-separated, default: each model's seeds in the profile")
+    sp.add_argument("--title", help="the table's heading (default: dataset and profile)")
     sp = sub.add_parser("analyze")
     common(sp, datasets=False)
     sp.add_argument("--dataset", default="Instruments")
@@ -334,6 +343,14 @@ def _dispatch(args, argv, echo) -> int:
         path = breakdown.write(specs, args.out, _docs_dir(args, profile), args.dataset, args.ours, others,
                                _command(argv), echo, args.split)
         echo(f"wrote {path}")
+        return 0
+    if args.command == "variants":
+        from recbole_famous.bench import variant_pairs
+
+        title = args.title or f"{args.dataset}: variants against the profile's own runs (profile {profile.name})"
+        paths = variant_pairs.write(profile, args.dataset, _list(args.models), _list(args.variants),
+                                    _seeds(args.seeds), args.out, _docs_dir(args, profile), title, _command(argv))
+        echo("wrote " + ", ".join(paths))
         return 0
     if args.command == "analyze":
         from recbole_famous.bench import report
