@@ -2,8 +2,8 @@
 
 Issue 35's look at FamouSRec's settings found changes that help it on validation (dropout 0.2, learning rate
 0.0005). Whether such a gain is FamouSRec's own, or any model's, is read off by giving a baseline the same change
-(a variant without ``model:`` applies to every model, ``props/bench/converged.yaml``) and pairing each variant run
-with the profile's own run of that model and seed: the difference of their best validation NDCG@10, and the best
+(a variant without ``model:`` applies to every model, ``props/bench/converged.yaml``) and pairing each variant run,
+named as its tables name it (``M[variant]``), with the profile's own run of ``M`` on the same seed: the difference of their best validation NDCG@10, and the best
 epochs. Test values are not shown: settings are chosen on validation (the variant runs' test metrics are in
 ``table2_<dataset>_<variant>.md``).
 
@@ -19,7 +19,7 @@ import math
 import os
 
 from recbole_famous.bench import runs
-from recbole_famous.bench.plan import plan
+from recbole_famous.bench.plan import plan, plan_labels
 from recbole_famous.bench.table import mean_std
 from recbole_famous.errors import UsageError
 from recbole_famous.files import write_text
@@ -37,32 +37,28 @@ def _valid(record) -> tuple:
     return None if value is None else (float(value), (record.get("result") or {}).get("best_epoch"))
 
 
-def pairs(profile, dataset: str, models, variants, seeds, out_dir: str) -> tuple:
-    """``(rows, missing)``: one row (``COLUMNS``) per model, variant and seed where both runs have finished; the
-    runs that have not, as ``"M[variant] seed N"`` / ``"M seed N"``."""
-    unknown = [v for v in variants if v not in profile.variants]
-    if unknown:
-        raise UsageError(f"profile '{profile.name}' has no variant(s) {unknown}; its variants: "
-                         f"{sorted(profile.variants) or 'none'}")
+def pairs(profile, dataset: str, labels, seeds, out_dir: str) -> tuple:
+    """``(rows, missing)``: one row (``COLUMNS``) per run label ``M[variant]`` and seed where both it and the
+    profile's own run of ``M`` on that seed have finished; the runs that have not, as ``"M[variant] seed N"`` /
+    ``"M seed N"``."""
     rows, missing = [], []
-    for model in models:
-        for variant in variants:
-            only = profile.variant_meta.get(variant, {}).get("model")
-            if only and only != model:
-                continue  # a variant of another model
-            for spec in plan(profile, [model], [dataset], seeds, variants=[variant]):
-                base = plan(profile, [model], [dataset], [spec.seed])[0]
-                got = {s: _valid(runs.load_record(runs.record_path(out_dir, s))) for s in (base, spec)}
-                for s, value in got.items():
-                    name = f"{s.label} seed {s.seed}"
-                    if value is None and name not in missing:
-                        missing.append(name)
-                if None in got.values():
-                    continue
-                (b, b_epoch), (v, v_epoch) = got[base], got[spec]
-                rows.append({"model": model, "variant": variant, "seed": spec.seed, "base_valid": b,
-                             "base_best_epoch": b_epoch, "variant_valid": v, "variant_best_epoch": v_epoch,
-                             "difference": v - b, "relative": (v - b) / b if b else float("nan")})
+    for label in labels:
+        found = plan_labels(profile, [label], [dataset], seeds)
+        if found and not found[0].variant:
+            raise UsageError(f"{label!r} names no variant: give M[variant], e.g. FamouSRec[settings_lr0005]")
+        for spec in found:
+            base = plan(profile, [spec.model], [dataset], [spec.seed])[0]
+            got = {s: _valid(runs.load_record(runs.record_path(out_dir, s))) for s in (base, spec)}
+            for s, value in got.items():
+                name = f"{s.label} seed {s.seed}"
+                if value is None and name not in missing:
+                    missing.append(name)
+            if None in got.values():
+                continue
+            (b, b_epoch), (v, v_epoch) = got[base], got[spec]
+            rows.append({"model": spec.model, "variant": spec.variant, "seed": spec.seed, "base_valid": b,
+                         "base_best_epoch": b_epoch, "variant_valid": v, "variant_best_epoch": v_epoch,
+                         "difference": v - b, "relative": (v - b) / b if b else float("nan")})
     return rows, missing
 
 
@@ -95,10 +91,9 @@ def markdown(rows, missing, title: str, profile) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(profile, dataset: str, models, variants, seeds, out_dir: str, doc_dir: str, title: str,
-          command: str) -> list:
+def write(profile, dataset: str, labels, seeds, out_dir: str, doc_dir: str, title: str, command: str) -> list:
     """``variants_<dataset>.md`` and ``.csv`` in ``doc_dir``; their paths."""
-    rows, missing = pairs(profile, dataset, models, variants, seeds, out_dir)
+    rows, missing = pairs(profile, dataset, labels, seeds, out_dir)
     text = markdown(rows, missing, title, profile) + f"\nMade by: `{command}` (records under `{out_dir}`).\n"
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")

@@ -125,8 +125,8 @@ def add_arguments(p) -> None:
     sp = sub.add_parser("variants")
     common(sp, datasets=False)
     sp.add_argument("--dataset", required=True)
-    sp.add_argument("--models", required=True, help="comma-separated")
-    sp.add_argument("--variants", required=True, help="comma-separated names of the profile's variants")
+    sp.add_argument("--runs", required=True, help="comma-separated M[variant] (a model under one of the profile's "
+                                                  "variants), each paired with the profile's own M")
     sp.add_argument("--seeds", help="comma-separated, default: each model's seeds in the profile")
     sp.add_argument("--title", help="the table's heading (default: dataset and profile)")
     sp = sub.add_parser("analyze")
@@ -348,8 +348,8 @@ def _dispatch(args, argv, echo) -> int:
         from recbole_famous.bench import variant_pairs
 
         title = args.title or f"{args.dataset}: variants against the profile's own runs (profile {profile.name})"
-        paths = variant_pairs.write(profile, args.dataset, _list(args.models), _list(args.variants),
-                                    _seeds(args.seeds), args.out, _docs_dir(args, profile), title, _command(argv))
+        paths = variant_pairs.write(profile, args.dataset, _list(args.runs), _seeds(args.seeds), args.out,
+                                    _docs_dir(args, profile), title, _command(argv))
         echo("wrote " + ", ".join(paths))
         return 0
     if args.command == "analyze":
