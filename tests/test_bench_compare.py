@@ -232,10 +232,26 @@ def test_learning_curve_of_a_run_still_going(tiny, tmp_path):
     args = parse(["bench", "status", "--profile", tiny["profile"], "--out", out])[1]
     assert bench_command._dispatch(args, [], said.append) == 0
     best = curve["best_epoch"]
-    assert said[2].startswith("pending") and said[2].endswith(
-        f"seed 3  2 epochs so far, best valid {curve['scores'][best]:.4f} at epoch {best}")
+    assert said[2].startswith("pending") and (
+        f"seed 3  2 epochs so far, best valid {curve['scores'][best]:.4f} at epoch {best}; 0-0 epochs to go at "
+        in said[2])  # the checkpoint's run reached its cap of 2 epochs
+    assert "last epoch saved" in said[2] and "to go" not in said[0]
     assert said[0].startswith("finished") and said[0].endswith("2 epochs, best valid "
                                                               f"{float(sas_scores[str(best)]):.4f} at epoch {best}")
+
+
+def test_status_says_how_far_a_run_still_going_has_to_go():
+    from recbole_famous.cli import bench as bench_command
+
+    curve = {"scores": {0: 0.05, 1: 0.06, 2: 0.058}, "best_epoch": 1, "source": "running (resume checkpoint)",
+             "epochs_run": 3, "epoch_seconds": [500.0, 600.0, 700.0], "saved_at": 1000.0, "max_epochs": 200,
+             "patience": 3}
+    # best at epoch 1, one epoch without a gain: RecBole stops after 3 more flat ones; 197 left to the cap
+    assert bench_command._progress(curve, now=1300.0) == (
+        "  3 epochs so far, best valid 0.0600 at epoch 1; 3-197 epochs to go at 10 min of training each "
+        "(30 min to 32.8 h); last epoch saved 5 min ago")
+    assert bench_command._progress(dict(curve, source="finished"), now=1300.0) == (
+        "  3 epochs, best valid 0.0600 at epoch 1")
 
 
 def test_p_cell_says_what_is_missing():

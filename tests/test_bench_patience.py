@@ -2,7 +2,7 @@
 import pytest
 from recbole.utils import early_stopping
 
-from recbole_famous.bench.patience import replay, shorter_patience
+from recbole_famous.bench.patience import remaining, replay, shorter_patience
 
 CURVE = {0: 0.05, 1: 0.06, 2: 0.058, 3: 0.059, 4: 0.06, 5: 0.055, 6: 0.054, 7: 0.053, 8: 0.07, 9: 0.069, 10: 0.068}
 
@@ -37,3 +37,20 @@ def test_a_tie_resets_the_count_and_a_shorter_patience_misses_the_late_gain():
     assert rows[2]["score_ratio"] == pytest.approx(0.06 / 0.07) and rows[2]["epochs_saved"] is None
     with pytest.raises(ValueError):
         replay(CURVE, -1)
+
+
+@pytest.mark.parametrize("patience", [0, 1, 3, 10])
+@pytest.mark.parametrize("seen", [1, 3, 6, 9])
+def test_epochs_to_go_match_recboles_rule_run_on(patience, seen):
+    """A run still going after ``seen`` epochs: as few epochs as RecBole trains on if none of them gains (its
+    stop found by running RecBole's rule on), never past the cap; as many as the cap leaves."""
+    part = {e: CURVE[e] for e in range(seen)}
+    if replay(part, patience)["stopped"]:
+        assert remaining(part, patience, 200) == {"at_least": 0, "at_most": 0}
+        return
+    for cap in (200, seen + 2):
+        flat = {**part, **{e: -1.0 for e in range(seen, cap)}}  # no later epoch beats the best
+        stop, _ = recbole_stop(flat, patience)
+        trained = (stop if stop is not None else cap - 1) + 1
+        assert remaining(part, patience, cap) == {"at_least": trained - seen, "at_most": cap - seen}
+    assert remaining(part, patience, seen) == {"at_least": 0, "at_most": 0}  # at its cap: done

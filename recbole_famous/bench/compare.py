@@ -215,14 +215,28 @@ def valid_curve(entry, out_dir: str) -> dict | None:
     if not point:
         return None
     try:
-        meta = checkpoint.meta(checkpoint.load(point))
+        saved = checkpoint.load(point)
+        meta = checkpoint.meta(saved)
     except (UsageError, KeyError):
         return None
     scores = meta.get("valid_scores") or {}
     if not scores:
         return None
+    config = saved.get("config")
     return {"scores": {int(k): float(v) for k, v in scores.items()}, "best_epoch": meta.get("best_epoch"),
-            "source": f"{entry['state']} (resume checkpoint)", "epochs_run": len(meta.get("epoch_seconds") or [])}
+            "source": f"{entry['state']} (resume checkpoint)", "epochs_run": len(meta.get("epoch_seconds") or []),
+            # what ``bench status`` needs to say how far a run still going has to go, and whether it moves
+            "epoch_seconds": list(meta.get("epoch_seconds") or []), "saved_at": os.path.getmtime(point),
+            "max_epochs": _setting(config, "epochs"), "patience": _setting(config, "stopping_step")}
+
+
+def _setting(config, key):
+    """An int setting of a checkpoint's config, or None where the checkpoint has no config or lacks the key."""
+    try:
+        value = config[key] if config is not None else None
+    except (KeyError, TypeError):
+        return None
+    return int(value) if value is not None else None
 
 
 def curves(models: dict, out_dir: str) -> dict:

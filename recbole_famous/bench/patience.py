@@ -27,6 +27,21 @@ def replay(scores: dict, patience: int) -> dict:
     return {"stopped": False, "stop_epoch": last, "best_epoch": best_epoch, "best_score": best}
 
 
+def remaining(scores: dict, patience: int, max_epochs: int) -> dict:
+    """For a run still going, with ``scores`` its validated epochs so far: ``{"at_least", "at_most"}`` more
+    epochs. At the least, none of them beats the best and the patience runs out (RecBole stops at the epoch whose
+    wait exceeds ``patience``); at the most, the run trains to its epoch cap (``epochs``: epochs 0 .. max - 1).
+    Both 0 for a curve that has stopped already."""
+    if not scores:
+        return {"at_least": max(0, min(patience + 1, max_epochs)), "at_most": max(0, max_epochs)}
+    r = replay(scores, patience)
+    done = r["stop_epoch"] + 1
+    if r["stopped"] or done >= max_epochs:
+        return {"at_least": 0, "at_most": 0}
+    waited = r["stop_epoch"] - r["best_epoch"]
+    return {"at_least": min(patience + 1 - waited, max_epochs - done), "at_most": max_epochs - done}
+
+
 def shorter_patience(scores: dict, trained_patience: int, candidates=(3, 5, 7)) -> list:
     """One row per patience ``P`` in ``candidates`` (those ``<= trained_patience``) and the trained one: where it
     stops, what it keeps, the kept score as a fraction of the trained patience's, and the epochs it saves."""

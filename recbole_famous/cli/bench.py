@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 
 from recbole_famous.bench import runs
 from recbole_famous.cli import probes
@@ -231,7 +232,7 @@ def _check_datasets(specs, out_dir: str) -> None:
         check_dataset(build_config(spec.model, spec.dataset, overrides={**overrides, "state": "ERROR"}))
 
 
-def _progress(curve) -> str:
+def _progress(curve, now: float | None = None) -> str:
     """``status``'s note on a run's epochs: from its record, or from its resume checkpoint while it is going."""
     if not curve or not curve["scores"]:
         return ""
@@ -240,7 +241,38 @@ def _progress(curve) -> str:
     text = f"  {curve['epochs_run'] or len(curve['scores'])} epochs{so_far}"
     if best is not None and best in curve["scores"]:
         text += f", best valid {curve['scores'][best]:.4f} at epoch {best}"
+    if curve["source"] != "finished":
+        text += _to_go(curve, time.time() if now is None else now)
     return text
+
+
+def _to_go(curve, now: float) -> str:
+    """For a run not finished: its epochs still to train, at the least (its patience runs out with no gain) and
+    at the most (its epoch cap), in hours of training at its mean epoch so far; and when its last epoch was saved,
+    so that a run that no longer moves shows."""
+    from recbole_famous.bench import patience
+
+    text = ""
+    seconds = curve.get("epoch_seconds") or []
+    if curve.get("max_epochs") is not None and curve.get("patience") is not None:
+        left = patience.remaining(curve["scores"], curve["patience"], curve["max_epochs"])
+        text += f"; {left['at_least']}-{left['at_most']} epochs to go"
+        if seconds:
+            per = sum(seconds) / len(seconds)
+            text += (f" at {_duration(per)} of training each "
+                     f"({_duration(left['at_least'] * per)} to {_duration(left['at_most'] * per)})")
+    if curve.get("saved_at") is not None:
+        text += f"; last epoch saved {_duration(max(0.0, now - curve['saved_at']))} ago"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.4 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _union(first, second) -> list:
