@@ -54,3 +54,4 @@ def test_epochs_to_go_match_recboles_rule_run_on(patience, seen):
         trained = (stop if stop is not None else cap - 1) + 1
         assert remaining(part, patience, cap) == {"at_least": trained - seen, "at_most": cap - seen}
     assert remaining(part, patience, seen) == {"at_least": 0, "at_most": 0}  # at its cap: done
+    assert remaining({}, patience, 200) == {"at_least": patience + 1, "at_most": 200}  # nothing validated yet

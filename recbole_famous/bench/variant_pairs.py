@@ -3,9 +3,9 @@
 Issue 35's look at FamouSRec's settings found changes that help it on validation (dropout 0.2, learning rate
 0.0005). Whether such a gain is FamouSRec's own, or any model's, is read off by giving a baseline the same change
 (a variant without ``model:`` applies to every model, ``props/bench/converged.yaml``) and pairing each variant run,
-named as its tables name it (``M[variant]``), with the profile's own run of ``M`` on the same seed: the difference of their best validation NDCG@10, and the best
-epochs. Test values are not shown: settings are chosen on validation (the variant runs' test metrics are in
-``table2_<dataset>_<variant>.md``).
+named as its tables name it (``M[variant]``), with the profile's own run of ``M`` on the same seed: the difference
+of their best validation NDCG@10, and the best epochs. Test values are not shown: settings are chosen on
+validation (the variant runs' test metrics are in ``table2_<dataset>_<variant>.md``).
 
 Input: finished run records only (``runs.py``; a restored record will do, no checkpoint is read). Output:
 ``variants_<dataset>.md`` and the rows as ``variants_<dataset>.csv``.
