@@ -88,3 +88,31 @@ def test_time_full_ranking_counts_users():
     data = [(torch.zeros(5, 1), (torch.tensor([0, 1]), torch.tensor([2, 3]))), (torch.zeros(3, 1), None)]
     out = efficiency.time_full_ranking(Ranker(), data)
     assert out["users"] == 8 and out["seconds"] > 0 and out["infer_ms_per_1k_users"] > 0
+
+
+def test_a_run_given_more_threads_trains_with_them_and_times_inference_with_the_profiles(
+        tiny_run, tmp_path, monkeypatch):
+    """``bench run --threads 2`` on a one-thread profile: the run trains with two threads, inference is timed with
+    one like the table's other runs, and the record says so, which the tables mark (``§``)."""
+    from recbole_famous.bench import table
+
+    specs, _, one_thread = tiny_run
+    seen = {}
+    timer = efficiency.time_full_ranking
+
+    def timed(model, data):
+        seen["timing"] = torch.get_num_threads()
+        return timer(model, data)
+
+    monkeypatch.setattr(efficiency, "time_full_ranking", timed)
+    out = str(tmp_path / "out")
+    assert runs.run_all(specs, out, launcher=run_in_process, echo=lambda m: None, threads=2,
+                        timing_threads=1)["ran"] == 1
+    record = runs.load_record(runs.record_path(out, specs[0]))
+    assert record["machine"]["torch_threads"] == 2 and seen["timing"] == 1
+    assert record["efficiency"]["train_threads"] == [2] and record["efficiency"]["timing_threads"] == 1
+    assert one_thread["efficiency"]["train_threads"] == [1] and not table.more_threads(one_thread)
+    assert table.more_threads(record)
+    text = table.markdown([record], "tiny")
+    assert text.count(" §") == 2 and table.THREADS_NOTE in text  # train s / epoch and CPU s, then the note
+    assert " §" not in table.markdown([one_thread], "tiny")

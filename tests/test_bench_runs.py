@@ -381,3 +381,40 @@ def test_worker_ends_a_known_error_with_one_line_that_the_failed_record_keeps(tm
     monkeypatch.setattr(worker, "execute", lambda _job: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         worker.main([str(job), str(tmp_path / "out.json")])
+
+
+def test_the_threads_a_resumed_runs_processes_trained_with(tmp_path):
+    """An earlier process that recorded no threads ran before ``--threads`` existed: with the profile's."""
+    from recbole_famous.bench.worker import Attempts
+
+    folder = str(tmp_path / "ckpt")
+    Attempts(folder).epoch(1)  # an attempts.json entry without threads (written as null)
+    assert Attempts(folder, threads=1).train_threads(unrecorded=1) == [1]
+    second = Attempts(folder, threads=2)
+    second.epoch(2)
+    assert second.train_threads(unrecorded=1) == [1, 2]
+    assert Attempts(folder, threads=1).train_threads(unrecorded=1) == [1, 2]
+    assert Attempts(str(tmp_path / "new")).train_threads(unrecorded=3) == [3]
+
+
+def test_bench_run_threads_reach_the_job_and_bad_values_are_usage_errors(tmp_path, monkeypatch, capsys):
+    _profile(tmp_path)
+    out = str(tmp_path / "out")
+    jobs = []
+
+    def launch(job_path, out_path, log_path, echo=None):
+        with open(job_path) as f:
+            jobs.append(json.load(f))
+        open(log_path, "w").close()
+        return 1
+
+    monkeypatch.setattr(runs, "launch_subprocess", launch)
+    monkeypatch.setattr("recbole_famous.cli.bench._check_datasets", lambda specs, out: None)
+    argv = ["run", "--profile", str(tmp_path / "prof.yaml"), "--out", out, "--models", "GRU4Rec", "--no-archive"]
+    bench_cli(argv + ["--threads", "2"])
+    assert (jobs[-1]["threads"], jobs[-1]["timing_threads"]) == (2, 1)
+    bench_cli(argv + ["--retry-failed"])
+    assert (jobs[-1]["threads"], jobs[-1]["timing_threads"]) == (1, 1)
+    capsys.readouterr()
+    assert bench_cli(argv + ["--threads", "0"]) == 2
+    assert "--threads must be a positive number" in capsys.readouterr().err

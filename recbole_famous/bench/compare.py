@@ -39,8 +39,8 @@ from collections import OrderedDict
 import numpy as np
 
 from recbole_famous.bench import patience, peruser, plots, runs
-from recbole_famous.bench.table import (METRICS, brief, cell, is_ours, is_reference, mean_std, ranks, runs_dropped,
-                                        to_csv, write_texts)
+from recbole_famous.bench.table import (METRICS, THREADS_NOTE, brief, cell, is_ours, is_reference, mean_std,
+                                        more_threads, ranks, runs_dropped, to_csv, write_texts)
 from recbole_famous.errors import UsageError
 
 SELECT = "ndcg@10"  # the validation metric that picks the best baseline
@@ -324,7 +324,7 @@ def _runs_lines(ds, models, cur) -> list:
     """One row per planned run: state, epochs, best epoch, time; then the machines of the finished ones."""
     lines = [f"### {ds}: runs", "", "| model | seed | state | epochs run | best epoch (0-based) | best validation "
              "NDCG@10 | train s / epoch | wall hours |", "|---|---:|---|---:|---:|---:|---:|---:|"]
-    machines = []
+    machines, threaded = [], False
     for m, model_entries in models.items():
         for e in model_entries:
             r, seed = e["record"], e["spec"].seed
@@ -333,15 +333,19 @@ def _runs_lines(ds, models, cur) -> list:
                 machines.append(_machine(r))
                 same = r.get("same_run_as")  # adopted, not trained again (runs.adopt)
                 done = f"finished (the run {os.path.splitext(same)[0]}, same settings)" if same else "finished"
+                mark = " §" if more_threads(r) else ""
+                threaded = threaded or bool(mark)
                 lines.append(f"| {m} | {seed} | {done} | {res.get('epochs_run')} | {res.get('best_epoch')} | "
                              f"{r.get('valid_metrics', {}).get(SELECT, math.nan):.4f} | "
-                             f"{'–' if spe is None else f'{spe:.1f}'} | {_hours(r.get('wall_seconds'))} |")
+                             f"{'–' if spe is None else f'{spe:.1f}'}{mark} | {_hours(r.get('wall_seconds'))}{mark} |")
                 continue
             c = cur.get(m, {}).get(seed)
             got = (f"{c['epochs_run']} so far | {c['best_epoch']} | {max(c['scores'].values()):.4f} so far"
                    if c else "– | – | –")
             lines.append(f"| {m} | {seed} | {e['state']} | {got} | – | – |")
     lines.append("")
+    if threaded:
+        lines += [THREADS_NOTE, ""]
     if machines:
         lines += ["Machine (finished runs): " + "; ".join(sorted(set(machines))) + ". Times depend on the machine's "
                   "other load.", ""]

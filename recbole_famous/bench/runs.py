@@ -254,8 +254,9 @@ def echo_epochs(log_path: str, offset: int, echo) -> int:
 
 
 def run_one(spec, out_dir: str | None = None, retry_failed: bool = False, echo=print, launcher=None,
-            threads: int = 1) -> dict | None:
-    """Run ``spec`` unless it has finished (then return its record); ``None`` if skipped or failed.
+            threads: int = 1, timing_threads: int | None = None) -> dict | None:
+    """Run ``spec`` unless it has finished (then return its record); ``None`` if skipped or failed. It trains with
+    ``threads`` torch threads and times inference with ``timing_threads`` (default ``threads``; ``worker.py``).
 
     ``launcher(job_json, out_json, log_path) -> exit code`` runs the job (default: ``launch_subprocess``)."""
     out_dir = out_dir or default_out()
@@ -286,7 +287,8 @@ def run_one(spec, out_dir: str | None = None, retry_failed: bool = False, echo=p
         os.makedirs(folder, exist_ok=True)
     job_path, lock, failed = _sibling(path, ".job.json"), _sibling(path, ".lock"), _sibling(path, ".failed.json")
     with open(job_path, "w", encoding="utf-8") as f:
-        json.dump({"spec": spec_dict(spec), "paths": paths, "threads": threads}, f, indent=2)
+        json.dump({"spec": spec_dict(spec), "paths": paths, "threads": threads,
+                   "timing_threads": timing_threads or threads}, f, indent=2)
     with open(lock, "w") as f:
         f.write(str(os.getpid()))
     start = time.time()
@@ -326,7 +328,7 @@ def load_failure(out_dir: str, spec) -> dict | None:
 
 
 def run_all(specs, out_dir: str | None = None, retry_failed: bool = False, echo=print, launcher=None,
-            threads: int = 1, on_finished=None) -> dict:
+            threads: int = 1, on_finished=None, timing_threads: int | None = None) -> dict:
     """Run every spec in order, one at a time, those that an earlier, stopped attempt left half done (a resume
     checkpoint) first, so that started runs finish before new ones begin; returns counts by outcome. Progress on
     ``echo``. ``on_finished(spec)`` is called after each run this call finished (``bench run`` archives it there,
@@ -352,7 +354,7 @@ def run_all(specs, out_dir: str | None = None, retry_failed: bool = False, echo=
             echo("  already finished by another process since this benchmark started: not run again")
             continue
         start = time.time()
-        record = run_one(spec, out_dir, retry_failed, echo, launcher, threads)
+        record = run_one(spec, out_dir, retry_failed, echo, launcher, threads, timing_threads)
         if record is None:
             counts["failed" if state(out_dir, spec) == "failed" else "skipped"] += 1
             continue

@@ -43,6 +43,19 @@ def last_process_only(record) -> bool:
     return resumed and (record.get("efficiency") or {}).get("processes", 1) < 2
 
 
+THREAD_BOUND = ("train_seconds_per_epoch", "cpu_seconds_run")  # depend on the torch threads a run trained with
+THREADS_NOTE = ("§ trained, at least in part, with more torch threads than the profile's (`bench run --threads`, "
+                "efficiency.train_threads in its record): its training and CPU seconds are not the profile's figures; "
+                "its inference was timed with the profile's threads.")
+
+
+def more_threads(record) -> bool:
+    """Trained (some epochs) with more torch threads than the profile's, which timed its inference (``worker.py``)."""
+    eff = record.get("efficiency") or {}
+    timing = eff.get("timing_threads")
+    return timing is not None and any(t > timing for t in eff.get("train_threads") or ())
+
+
 def mean_std(values) -> tuple:
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
@@ -175,7 +188,7 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
             lines.append(f"| {name} | " + " | ".join(cell(*stats[m], marks.get(m)) for m in names)
                          + f" | {_gain_cell(gain(means, ours, base), base)} | {_gain_cell(gain(means, ours, rule), rule)} |")
         lines += ["", "| efficiency | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-        partial = False
+        partial = threaded = False
         for key, name, fmt in EFFICIENCY:
             cells = []
             for m in names:
@@ -183,6 +196,8 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
                 text = "–" if math.isnan(mean) else fmt.format(mean)
                 if key in PER_PROCESS and text != "–" and any(last_process_only(r) for r in models[m]):
                     text, partial = text + " ‡", True
+                if key in THREAD_BOUND and text != "–" and any(more_threads(r) for r in models[m]):
+                    text, threaded = text + " §", True
                 cells.append(text)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         epochs = [f"{mean_std([r['result']['epochs_run'] for r in models[m]])[0]:.0f}" for m in names]
@@ -193,6 +208,8 @@ def markdown(records, profile_name: str, profile_description: str = "", ours="Fa
         if partial:
             lines += ["‡ a resumed run whose earlier processes were not counted: its CPU seconds are its last "
                       "process's only (a lower bound; train s / epoch is whole).", ""]
+        if threaded:
+            lines += [THREADS_NOTE, ""]
     machines = sorted({f"{r['machine']['cpus']} CPUs, torch threads {r['machine']['torch_threads']}, "
                        f"{r['machine']['device']}" for r in records if r.get("machine")})
     if machines:

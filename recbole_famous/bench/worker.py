@@ -10,6 +10,11 @@ A run resumed from an earlier attempt's checkpoint took several processes. Each 
 seconds up to its last validated epoch in ``attempts.json`` in the run's checkpoint folder (``Attempts``), so the
 record's ``cpu_seconds_run``, ``wall_seconds_run`` and ``wall_seconds`` sum every process whose epochs the run kept
 (``efficiency.processes`` counts them); training seconds per epoch come from the checkpoint's own epoch times.
+
+Threads: the job's ``threads`` train (``bench run --threads``, default the profile's), its ``timing_threads`` (the
+profile's) time inference, so a run given a free core's thread still times inference like the table's other runs.
+``efficiency.train_threads`` lists the torch threads its processes trained with: more than the profile's makes its
+training seconds and CPU seconds no longer the profile's figures (the tables mark them, ``table.py``).
 """
 
 from __future__ import annotations
@@ -70,15 +75,15 @@ def resume_point(checkpoint_dir: str) -> str | None:
 
 class Attempts:
     """The processes of one run, in ``<checkpoint_dir>/attempts.json``: ``[{"id", "cpu_seconds", "wall_seconds",
-    "epochs"}]``. ``epoch(done)`` records this process's totals after each validated epoch (written atomically), so a
+    "epochs", "threads"}]`` (``threads``: the torch threads it trained with; absent in files older than the key). ``epoch(done)`` records this process's totals after each validated epoch (written atomically), so a
     process killed later still counts up to the epoch its successor resumes from. ``fresh()`` forgets the earlier
     processes (the run starts over); ``earlier()`` is what they spent."""
 
     FILE = "attempts.json"
 
-    def __init__(self, checkpoint_dir: str, clock=time.perf_counter, cpu=_cpu_seconds):
+    def __init__(self, checkpoint_dir: str, clock=time.perf_counter, cpu=_cpu_seconds, threads: int | None = None):
         self.path = os.path.join(checkpoint_dir, self.FILE)
-        self.clock, self.cpu = clock, cpu
+        self.clock, self.cpu, self.threads = clock, cpu, threads
         self.start, self.cpu_start = clock(), cpu()
         self.id = f"{os.getpid()}-{datetime.datetime.now(datetime.timezone.utc).isoformat()}"
         try:
@@ -93,12 +98,17 @@ class Attempts:
 
     def epoch(self, done: int) -> None:
         mine = {"id": self.id, "cpu_seconds": self.cpu() - self.cpu_start, "wall_seconds": self.clock() - self.start,
-                "epochs": done}
+                "epochs": done, "threads": self.threads}
         self._write(self.before + [mine])
 
     def earlier(self) -> dict:
         return {"processes": len(self.before), "cpu_seconds": sum(a["cpu_seconds"] for a in self.before),
                 "wall_seconds": sum(a["wall_seconds"] for a in self.before)}
+
+    def train_threads(self, unrecorded: int) -> list:
+        """The torch threads this run's processes trained with, this one's included; an earlier process that
+        recorded none ran before ``bench run --threads`` existed, so with ``unrecorded`` (the profile's)."""
+        return sorted({a.get("threads") or unrecorded for a in self.before} | {self.threads or unrecorded})
 
     def _write(self, attempts) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -131,19 +141,22 @@ def execute(job: dict) -> dict:
     import torch
 
     spec, paths = job["spec"], job["paths"]
-    torch.set_num_threads(int(job.get("threads") or 1))
+    threads = int(job.get("threads") or 1)
+    timing_threads = int(job.get("timing_threads") or threads)
+    torch.set_num_threads(threads)
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine()
     rss_start = _rss_mb()
     overrides = {**spec["overrides"], **paths, "show_progress": False}
     t0 = time.perf_counter()
-    attempts = Attempts(paths["checkpoint_dir"])
+    attempts = Attempts(paths["checkpoint_dir"], threads=threads)
     result = _run_or_resume(run, spec, overrides, paths["checkpoint_dir"], attempts)
     rss_train, cpu_run = _rss_mb(), _cpu_seconds()
     earlier = attempts.earlier()
     record = {"spec": spec, "paths": paths, "status": "finished", "result": result.to_dict()}
     loaded = trained.load_run(record)
     model = loaded.model
+    torch.set_num_threads(timing_threads)  # inference timed as the table's other runs are
     timing = efficiency.time_full_ranking(model, loaded.test_data)
     usage = model.expert_usage_share() if hasattr(model, "expert_usage_share") else None
     eff = {
@@ -163,6 +176,8 @@ def execute(job: dict) -> dict:
         "wall_seconds_run": (result.data_seconds or 0) + (result.fit_seconds or 0) + (result.test_seconds or 0)
         + earlier["wall_seconds"],
         "processes": 1 + earlier["processes"],
+        "train_threads": attempts.train_threads(timing_threads),
+        "timing_threads": timing_threads,
     }
     record.update(
         metrics=result.test_result, valid_metrics=result.best_valid_result, efficiency=eff,

@@ -65,6 +65,15 @@ def _sets(pairs):
         raise UsageError(f"--set takes KEY=VALUE, got {bad!r}") from None
 
 
+def _threads(args, profile) -> int:
+    """``bench run --threads N``, else the profile's ``threads``."""
+    if args.threads is None:
+        return int(profile.threads or 1)
+    if args.threads < 1:
+        raise UsageError(f"--threads must be a positive number of torch threads, got {args.threads}")
+    return args.threads
+
+
 def _command(argv) -> str:
     return "python -m recbole_famous.bench " + " ".join(shlex.quote(a) for a in argv)
 
@@ -91,6 +100,9 @@ def add_arguments(p) -> None:
                                            "stored and tabled apart (table2_<datasets>_<variants>)")
         if name == "run":
             sp.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+            sp.add_argument("--threads", type=int, metavar="N",
+                            help="torch threads each run trains with (default: the profile's `threads`), e.g. 2 "
+                                 "for one run alone on two cores; inference is still timed with the profile's")
             sp.add_argument("--no-archive", action="store_true",
                             help="do not archive each finished run (record and per-user test metrics) into "
                                  "<--docs>/<profile>/records right away (as `archive --peruser` does)")
@@ -333,8 +345,9 @@ def _dispatch(args, argv, echo) -> int:
             return 0
         if args.command == "run":
             _check_datasets(specs, args.out)
-            counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=profile.threads,
-                                  on_finished=None if args.no_archive else _archiver(args, profile, echo))
+            counts = runs.run_all(specs, args.out, args.retry_failed, echo, threads=_threads(args, profile),
+                                  on_finished=None if args.no_archive else _archiver(args, profile, echo),
+                                  timing_threads=profile.threads)
             echo(f"benchmark: {counts}")
         # the profile's table covers every finished run of the profile, not only this command's selection
         # (a run of one model must not leave a table of that model alone)
