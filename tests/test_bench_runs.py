@@ -69,6 +69,18 @@ def test_a_model_that_trains_nothing_is_planned_with_one_seed(tmp_path):
     assert plan.trains_nothing("ItemCoOccurrence") and not plan.trains_nothing("FamouSRec")
 
 
+def test_seeds_by_model_may_name_the_datasets_a_models_extra_seeds_are_for(tmp_path):
+    """The best other baseline on one dataset's validation split gets three seeds there, one elsewhere."""
+    profile = _profile(tmp_path, datasets=["mlslice", "other"], seeds_by_model={"GRU4Rec": {"other": [1, 2]}})
+    assert profile.seeds_for("GRU4Rec", "other") == (1, 2) and profile.seeds_for("GRU4Rec", "mlslice") == (1,)
+    assert profile.seeds_for("GRU4Rec") == (1,) and profile.seeds_for("SASRec", "other") == (1,)
+    runs_ = [(s.dataset, s.model, s.seed) for s in plan.plan(profile)]
+    assert runs_ == [("mlslice", "SASRec", 1), ("mlslice", "GRU4Rec", 1),
+                     ("other", "SASRec", 1), ("other", "GRU4Rec", 1), ("other", "GRU4Rec", 2)]
+    with pytest.raises(UsageError, match="seeds_by_model.GRU4Rec.other"):
+        _profile(tmp_path, seeds_by_model={"GRU4Rec": {"other": ["x"]}})
+
+
 def test_the_profiles_table_covers_every_finished_run_in_the_store(tmp_path):
     """Runs made by other commands (other seeds, other models) are in the profile's table; ablation variants,
     jobs, failures and other profiles are not."""

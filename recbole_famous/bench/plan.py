@@ -3,7 +3,9 @@
 A profile is ``props/bench/<name>.yaml`` (or any yaml path) with
 
 * ``description``: one line, printed under every table the profile makes;
-* ``models``, ``datasets``, ``seeds``: the default run list; ``seeds_by_model`` overrides ``seeds`` per model;
+* ``models``, ``datasets``, ``seeds``: the default run list; ``seeds_by_model`` overrides ``seeds`` per model,
+  for every dataset (``M: [seeds]``) or for some (``M: {dataset: [seeds]}``, e.g. the best other baseline of one
+  dataset, chosen on its validation split);
 * ``config``: RecBole keys applied to every run (the budget: epochs, patience, batch sizes, ...);
 * ``model_config``: extra keys per model name;
 * ``threads``: torch CPU threads per run (default 1: on a shared 2-core machine one thread per process ran
@@ -58,8 +60,12 @@ class Profile:
         """The names of the variants of table ``group`` (``table3``, ...), in the order the yaml lists them."""
         return [n for n, meta in self.variant_meta.items() if meta.get("group") == group]
 
-    def seeds_for(self, model: str) -> tuple:
-        return tuple(self.seeds_by_model.get(model, self.seeds))
+    def seeds_for(self, model: str, dataset: str | None = None) -> tuple:
+        """``model``'s seeds on ``dataset``: ``seeds_by_model``'s list, or its ``dataset`` entry, else ``seeds``."""
+        seeds = self.seeds_by_model.get(model, self.seeds)
+        if isinstance(seeds, dict):
+            seeds = seeds.get(dataset, self.seeds)
+        return tuple(seeds)
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def load_profile(name_or_path: str) -> Profile:
         models=tuple(_str_list(data.get("models") or [], "models", path)),
         datasets=tuple(_str_list(data.get("datasets") or [], "datasets", path)),
         seeds=tuple(_int_list(data.get("seeds") or [2020], "seeds", path)),
-        seeds_by_model={m: tuple(_int_list(s, f"seeds_by_model.{m}", path))
+        seeds_by_model={m: _model_seeds(s, f"seeds_by_model.{m}", path)
                         for m, s in (data.get("seeds_by_model") or {}).items()},
         config=dict(data.get("config") or {}),
         model_config={m: dict(c or {}) for m, c in (data.get("model_config") or {}).items()},
@@ -127,6 +133,13 @@ def load_profile(name_or_path: str) -> Profile:
         variants=variants,
         variant_meta=meta,
     )
+
+
+def _model_seeds(value, key, path):
+    """A ``seeds_by_model`` entry: a seed list (every dataset) or ``{dataset: seed list}``."""
+    if isinstance(value, dict):
+        return {str(ds): tuple(_int_list(s, f"{key}.{ds}", path)) for ds, s in value.items()}
+    return tuple(_int_list(value, key, path))
 
 
 def _config_file_keys(name, path) -> dict:
@@ -234,7 +247,6 @@ def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None, v
     if unknown:
         raise UsageError(f"profile '{profile.name}' has no variant(s) {unknown}; its variants: "
                          f"{sorted(profile.variants) or 'none'}")
-    seed_lists = {m: list(seeds or profile.seeds_for(m))[: 1 if trains_nothing(m) else None] for m in models}
     for variant in variants or []:
         only = profile.variant_meta.get(variant, {}).get("model")
         if only and only not in models:
@@ -245,6 +257,8 @@ def plan(profile: Profile, models=None, datasets=None, seeds=None, extra=None, v
         keys = profile.variants.get(variant) if variant else None
         only = profile.variant_meta.get(variant, {}).get("model")
         for dataset in datasets:
+            seed_lists = {m: list(seeds or profile.seeds_for(m, dataset))[: 1 if trains_nothing(m) else None]
+                          for m in models}
             for i in range(max(len(s) for s in seed_lists.values())):
                 for model in models:
                     if i < len(seed_lists[model]) and (not only or model == only):

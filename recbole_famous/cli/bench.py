@@ -366,7 +366,7 @@ def _dispatch(args, argv, echo) -> int:
         from recbole_famous.bench import ablations
 
         groups = ablations.check_groups(_list(args.only), profile)
-        seeds = _seeds(args.seeds) or list(profile.seeds_for(ablations.MODEL))
+        seeds = _seeds(args.seeds) or list(profile.seeds_for(ablations.MODEL, args.dataset))
         failed = 0
         if not args.report_only:
             counts = runs.run_all(ablations.specs(profile, args.dataset, seeds, groups), args.out,
@@ -400,7 +400,7 @@ def _dispatch(args, argv, echo) -> int:
     if args.command == "analyze":
         from recbole_famous.bench import report
 
-        seed = args.seed if args.seed is not None else profile.seeds_for("FamouSRec")[0]
+        seed = args.seed if args.seed is not None else profile.seeds_for("FamouSRec", args.dataset)[0]
         paths = report.analyze(profile, args.dataset, seed, args.out, _docs_dir(args, profile), _command(argv), echo)
         echo("wrote " + ", ".join(paths))
         return 0
