@@ -75,8 +75,9 @@ def resume_point(checkpoint_dir: str) -> str | None:
 
 class Attempts:
     """The processes of one run, in ``<checkpoint_dir>/attempts.json``: ``[{"id", "cpu_seconds", "wall_seconds",
-    "epochs", "threads"}]`` (``threads``: the torch threads it trained with; absent in files older than the key). ``epoch(done)`` records this process's totals after each validated epoch (written atomically), so a
-    process killed later still counts up to the epoch its successor resumes from. ``fresh()`` forgets the earlier
+    "epochs", "threads"}]`` (``threads``: the torch threads it trained with; absent in files older than the key).
+    ``epoch(done)`` records this process's totals after each validated epoch (written atomically), so a process
+    killed later still counts up to the epoch its successor resumes from. ``fresh()`` forgets the earlier
     processes (the run starts over); ``earlier()`` is what they spent."""
 
     FILE = "attempts.json"
