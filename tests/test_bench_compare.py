@@ -338,6 +338,13 @@ def test_breakdown_groups_the_paired_values_by_user_and_target(tiny, tmp_path, s
     name = {"test": "test", "valid": "validation"}[split]
     text = open(os.path.join(docs, "tiny", f"breakdown_mlslice{'' if split == 'test' else '_valid'}.md")).read()
     assert "## SASRec against GRU4Rec" in text and "No seed finished by both (SASRec: [3], FamouSRec: [])" in text
+    # each seed's line carries the paired test over all its users, the one compare.paired_test gives
+    vals = [breakdown.values_for(e, split) for e in compare.entries(tiny["specs"][:2], tiny["out"])]
+    test = compare.paired_test(*vals, metric="ndcg@10")
+    assert test["ours_better"] + test["ours_worse"] > 0
+    assert (f"{test['ours_better']:,} / {test['ours_worse']:,} users, Wilcoxon p "
+            f"{compare.format_p(test['wilcoxon_p'])}.") in text
+    assert f"paired difference {test['mean_diff']:+.4f}" in text
     # the groups of each table hold every user once, and their weighted means are the runs' recorded NDCG@10
     recorded = "metrics" if split == "test" else "valid_metrics"
     sas, gru = tiny["records"]

@@ -12,8 +12,9 @@ RecBole's own per-user NDCG@10 / HR@10 of each run's best epoch on the test spli
 best checkpoint (checked against its recorded validation metrics, cached beside the test ones): a gap on test can be
 looked into there, where settings are chosen.
 
-Per group: users, both models' mean NDCG@10 and HR@10, the mean paired difference, and on how many users each model
-is better. Each seed of ours is paired with the same seed of the other model (a rule, which does not depend on the
+Per seed, first the paired test over all the split's users (``compare.paired_test``: users better / worse, Wilcoxon
+signed-rank p), so a model that is not ``compare``'s best baseline gets one too; then per group: users, both models'
+mean NDCG@10 and HR@10, the mean paired difference, and on how many users each model is better. Each seed of ours is paired with the same seed of the other model (a rule, which does not depend on the
 seed, with its one run), users matched by id, as in ``compare.paired_test``.
 
 The groups come from RecBole's own leave-one-out split of the dataset, built with the run's settings (its
@@ -143,8 +144,11 @@ def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: li
             for e in (mine[seed], theirs[seed]):
                 what = f"{e['spec'].model} seed {e['spec'].seed}"
                 pair.append(aligned(values_for(e, split, echo), facts["user_id"], what))
+            test = compare.paired_test(*pair, metric="ndcg@10")
             lines += [f"Seed {seed}: {len(facts['user_id']):,} {name} users; overall NDCG@10 "
-                      f"{pair[0]['ndcg@10'].mean():.4f} against {pair[1]['ndcg@10'].mean():.4f}.", ""]
+                      f"{pair[0]['ndcg@10'].mean():.4f} against {pair[1]['ndcg@10'].mean():.4f}, paired difference "
+                      f"{test['mean_diff']:+.4f}, {ours} better / worse on {test['ours_better']:,} / "
+                      f"{test['ours_worse']:,} users, Wilcoxon p {compare.format_p(test['wilcoxon_p'])}.", ""]
             for title, key, edges in GROUPINGS:
                 rows = group_rows(pair[0], pair[1], facts[key], edges)
                 lines += _table(ours, other, title.format(split=name), rows) + [""]
