@@ -195,3 +195,38 @@ def test_bench_run_archives_each_finished_run_with_its_per_user_values(ml100k_sl
     assert bench_cli(["run", "--profile", str(tmp_path / "fin.yaml"), "--docs", other_docs,
                      "--out", str(tmp_path / "out2"), "--no-archive"]) == 0
     assert not os.path.exists(os.path.join(other_docs, "fin", "records"))
+
+
+def test_a_validation_breakdown_archives_its_per_user_values_and_reruns_without_checkpoints(
+        ml100k_slice, tmp_path, monkeypatch):
+    """``bench breakdown --split valid`` computes per-user validation values from the checkpoints; it archives them
+    beside the records, so that on a machine without the checkpoints (``restore`` into an empty store) the same
+    breakdown comes out again instead of "checkpoint not found"."""
+    from bench_helpers import run_in_process
+
+    body = {"description": "valid breakdown", "models": ["GRU4Rec", "Pop"], "datasets": ["mlslice"], "seeds": [5],
+            "config": {"data_path": ml100k_slice, "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 128,
+                       "embedding_size": 16, "hidden_size": 16, "state": "WARNING"}}
+    (tmp_path / "vb.yaml").write_text(json.dumps(body))
+    monkeypatch.setattr(runs, "launch_subprocess", lambda job, out, log, echo=None: run_in_process(job, out, log))
+    out, docs = str(tmp_path / "out"), str(tmp_path / "docs")
+    common = ["--profile", str(tmp_path / "vb.yaml"), "--docs", docs]
+    assert bench_cli(["run", *common, "--out", out]) == 0
+    breakdown = ["breakdown", *common, "--dataset", "mlslice", "--ours", "GRU4Rec", "--models", "Pop",
+                 "--split", "valid"]
+    assert bench_cli([*breakdown, "--out", out]) == 0
+    text_here = open(os.path.join(docs, "vb", "breakdown_mlslice_valid.md")).read()
+    records = os.path.join(docs, "vb", "records", "mlslice")
+    for model in ("GRU4Rec", "Pop"):
+        archived = os.path.join(records, model, "seed5.json")
+        with np.load(peruser.cache_path(archived, split="valid")) as data:
+            assert len(data["user_id"]) == 120
+            assert float(np.mean(data["ndcg@10"])) == pytest.approx(
+                runs.load_record(archived)["valid_metrics"]["ndcg@10"], abs=1e-4)
+    new_machine = str(tmp_path / "new")
+    assert bench_cli(["restore", *common, "--out", new_machine]) == 0
+    monkeypatch.setattr("recbole_famous.bench.trained.load_run", lambda record: 1 / 0)  # no checkpoint to load
+    os.remove(os.path.join(docs, "vb", "breakdown_mlslice_valid.md"))
+    assert bench_cli([*breakdown, "--out", new_machine]) == 0
+    text_there = open(os.path.join(docs, "vb", "breakdown_mlslice_valid.md")).read()
+    assert text_there.split("Made by")[0] == text_here.split("Made by")[0]

@@ -10,8 +10,9 @@ go with the machine. A profile whose runs take longer than one machine lives (``
   (``compare`` made them) or, with ``peruser=True``, computed now from the run's checkpoint where this machine has
   it (a record restored here without them is archived without them, and counted), and the inference results
   cached beside it (``runs.DERIVED``: the routing probe's ``seed<N>.routing.json``, Table 5's
-  ``seed<N>.table5.json``) where the output folder has them. A record already archived is replaced only by a
-  different one (a rerun), which is said.
+  ``seed<N>.table5.json``) and its per-user validation metrics (``seed<N>.peruser-valid.npz``, ``bench breakdown
+  --split valid``) where the output folder has them. A record already archived is replaced only by a different one
+  (a rerun), which is said.
 * ``bench run`` does the first right after each run it finishes (``__main__._archiver``, unless ``--no-archive``),
   per-user values included, so that a machine that goes away after the run takes nothing with it that the
   tables need.
@@ -20,7 +21,8 @@ go with the machine. A profile whose runs take longer than one machine lives (``
   edited since; it is listed, not restored). ``run`` then skips the restored runs, ``status`` lists them as
   finished, ``table`` and ``compare`` use them (``compare`` reads the archived per-user values, so the paired test
   needs no checkpoint; ``routing`` and ``ablations`` read the archived inference results likewise).
-* ``bench routing`` and ``bench ablations`` archive the inference results they compute (``cli/bench.py``).
+* ``bench routing``, ``bench ablations`` and ``bench breakdown --split valid`` archive the inference results they
+  compute (``cli/bench.py``).
 
 What does not travel: a run's checkpoints (not for git), so ``analyze``, a routing probe or Table 5 not yet
 computed, and the efficiency columns measured from a trained model need the machine the run finished on; and
@@ -51,11 +53,12 @@ def _copy(src: str, dst: str) -> None:
 
 
 def _copy_derived(src: str, dst: str, replace: bool) -> int:
-    """Copy the inference results cached beside record ``src`` (``runs.DERIVED``) to beside ``dst``: those not there
-    yet, or, with ``replace``, those that differ. How many were copied."""
+    """Copy the inference results cached beside record ``src`` (``runs.DERIVED``, the per-user validation metrics)
+    to beside ``dst``: those not there yet, or, with ``replace``, those that differ. How many were copied."""
     copied = 0
-    for name in runs.DERIVED:
-        a, b = runs.derived_path(src, name), runs.derived_path(dst, name)
+    pairs = [(runs.derived_path(src, name), runs.derived_path(dst, name)) for name in runs.DERIVED]
+    pairs.append((peruser.cache_path(src, split="valid"), peruser.cache_path(dst, split="valid")))
+    for a, b in pairs:
         if os.path.isfile(a) and (not os.path.isfile(b) or (replace and not filecmp.cmp(a, b, shallow=False))):
             _copy(a, b)
             copied += 1

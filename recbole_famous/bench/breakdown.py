@@ -105,10 +105,7 @@ def _table(ours: str, other: str, title: str, rows: list) -> list:
 def values_for(entry: dict, split: str, echo=print) -> dict:
     """A finished run's per-user values on ``split``: the test ones where ``compare`` cached them, the validation
     ones computed once from its checkpoint and cached beside them (``<record>.peruser-valid.npz``)."""
-    path = peruser.cache_path(entry["path"])
-    if split != "test":
-        path = path[: -len(".npz")] + f"-{split}.npz"
-    return peruser.for_record(entry["record"], path, echo=echo, split=split)
+    return peruser.for_record(entry["record"], peruser.cache_path(entry["path"], split=split), echo=echo, split=split)
 
 
 def write(specs, out_dir: str, doc_dir: str, dataset: str, ours: str, others: list, command: str,

@@ -90,13 +90,14 @@ def check(values: dict, recorded: dict, what: str = "run", tolerance: float = TO
     return out
 
 
-def cache_path(record_path: str, out_dir: str | None = None, cache_dir: str | None = None) -> str:
-    """``<record>.peruser.npz`` next to the record, or at the record's path relative to ``out_dir``/runs under
-    ``cache_dir``."""
+def cache_path(record_path: str, out_dir: str | None = None, cache_dir: str | None = None,
+               split: str = "test") -> str:
+    """``<record>.peruser.npz`` (``split`` test) or ``<record>.peruser-<split>.npz`` next to the record, or at the
+    record's path relative to ``out_dir``/runs under ``cache_dir``."""
     stem = record_path[: -len(".json")] if record_path.endswith(".json") else record_path
     if cache_dir and out_dir:
         stem = os.path.join(cache_dir, os.path.relpath(stem, os.path.join(out_dir, "runs")))
-    return stem + ".peruser.npz"
+    return stem + (".peruser.npz" if split == "test" else f".peruser-{split}.npz")
 
 
 def identity(record: dict) -> str:

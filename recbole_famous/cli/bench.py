@@ -388,6 +388,8 @@ def _dispatch(args, argv, echo) -> int:
         path = breakdown.write(specs, args.out, _docs_dir(args, profile), args.dataset, args.ours, others,
                                _command(argv), echo, args.split)
         echo(f"wrote {path}")
+        if args.split != "test":  # its per-user values, computed from checkpoints this machine may lose
+            _archive_derived(specs, args, profile, echo)
         return 0
     if args.command == "variants":
         from recbole_famous.bench import variant_pairs
