@@ -376,7 +376,8 @@ def test_breakdown_of_a_variant_against_its_model(tiny, tmp_path):
     argv = ["breakdown", "--profile", tiny["profile"], "--out", tiny["out"], "--docs", docs, "--dataset", "mlslice",
             "--ours", "SASRec[drop]", "--models", "SASRec", "--split", "valid"]
     assert bench_cli(argv) == 0
-    assert sorted(os.listdir(os.path.join(docs, "tiny"))) == ["breakdown_mlslice_drop_valid.md"]
+    # the file of its own, and the records folder with the per-user validation values it computed (archive.py)
+    assert sorted(os.listdir(os.path.join(docs, "tiny"))) == ["breakdown_mlslice_drop_valid.md", "records"]
     text = open(os.path.join(docs, "tiny", "breakdown_mlslice_drop_valid.md")).read()
     assert "## SASRec[drop] against SASRec" in text
     sas = tiny["records"][0]
