@@ -14,8 +14,9 @@ looked into there, where settings are chosen.
 
 Per seed, first the paired test over all the split's users (``compare.paired_test``: users better / worse, Wilcoxon
 signed-rank p), so a model that is not ``compare``'s best baseline gets one too; then per group: users, both models'
-mean NDCG@10 and HR@10, the mean paired difference, and on how many users each model is better. Each seed of ours is paired with the same seed of the other model (a rule, which does not depend on the
-seed, with its one run), users matched by id, as in ``compare.paired_test``.
+mean NDCG@10 and HR@10, the mean paired difference, and on how many users each model is better. Each seed of ours is
+paired with the same seed of the other model (a rule, which does not depend on the seed, with its one run), users
+matched by id, as in ``compare.paired_test``.
 
 The groups come from RecBole's own leave-one-out split of the dataset, built with the run's settings (its
 filtering, id remapping and time order, ties included, so the ids and items are the records'): the test item, the
